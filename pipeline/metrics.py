@@ -1,0 +1,147 @@
+"""Every Prometheus metric l4s exports, built against one injected registry.
+
+Labels stay low-cardinality: stage, format, reason, technique, level. Never an
+address, and attacker-chosen strings (header names, schemes) are folded into a
+fixed vocabulary before they become label values.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+_LATENCY_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+
+#: Request fields that get their own label value; other headers fold to one.
+KNOWN_FIELDS = frozenset(
+    {
+        "url.original",
+        "user_agent.original",
+        "http.request.referrer",
+        "http.request.method",
+        "url.domain",
+        "http.request.body.content",
+        "http.request.headers.x-api-version",
+        "http.request.headers.authorization",
+        "http.request.headers.x-forwarded-for",
+        "http.request.headers.cookie",
+        "http.request.headers.x-real-ip",
+        "http.request.headers.accept",
+        "http.request.headers.accept-language",
+        "http.request.headers.forwarded",
+        "http.request.headers.origin",
+        "http.request.headers.content-type",
+    }
+)
+KNOWN_SCHEMES = frozenset(
+    {"ldap", "ldaps", "rmi", "dns", "iiop", "corba", "nds", "nis", "http", "https", "script", "url"}
+)
+
+
+def field_label(field: str) -> str:
+    """Fold a field name into the fixed label vocabulary."""
+    if field in KNOWN_FIELDS:
+        return field
+    return "http.request.headers.other" if field.startswith("http.request.headers.") else "other"
+
+
+def scheme_label(scheme: str) -> str:
+    """Fold a lookup scheme into the fixed label vocabulary."""
+    scheme = scheme.lower()
+    return scheme if scheme in KNOWN_SCHEMES else "other"
+
+
+class Metrics:
+    """The metric families of all l4s workers.
+
+    Args:
+        registry: where the families are registered; tests pass a fresh one.
+
+    Example:
+        >>> m = Metrics(CollectorRegistry())
+        >>> m.records_consumed.labels(stage="detect", format="combined").inc()
+    """
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        r = registry
+        self.records_consumed = Counter(
+            "l4s_records_consumed", "Records read from the input", ["stage", "format"], registry=r
+        )
+        self.records_parsed = Counter(
+            "l4s_records_parsed", "Records accepted as well-formed logs", ["format"], registry=r
+        )
+        self.records_clean = Counter(
+            "l4s_records_prefiltered",
+            "Records the prefilter proved cannot hold a lookup (not fully parsed)",
+            registry=r,
+        )
+        self.dead_letters = Counter(
+            "l4s_records_dead_lettered",
+            "Records sent to the dead-letter topic",
+            ["stage", "reason"],
+            registry=r,
+        )
+        self.timestamp_fallbacks = Counter(
+            "l4s_timestamp_fallbacks",
+            "Records without a usable timestamp that took the broker's",
+            registry=r,
+        )
+        self.attacks = Counter(
+            "l4s_attacks", "Records with a lookup that reaches a remote target", ["family"], registry=r
+        )
+        self.inert_attempts = Counter(
+            "l4s_inert_attempts", "Attack-shaped records that cannot reach a lookup", registry=r
+        )
+        self.detection_techniques = Counter(
+            "l4s_detection_techniques", "Attacks by obfuscation technique", ["technique"], registry=r
+        )
+        self.detection_fields = Counter(
+            "l4s_detection_fields", "Attacks by request field", ["field"], registry=r
+        )
+        self.detection_schemes = Counter(
+            "l4s_detection_schemes", "Attacks by lookup scheme", ["scheme"], registry=r
+        )
+        self.detector_limits = Counter(
+            "l4s_detector_limits", "Evaluations stopped by a work bound", ["limit"], registry=r
+        )
+        self.duplicates = Counter(
+            "l4s_duplicates_skipped", "Redelivered events recognised by event id", ["stage"], registry=r
+        )
+        self.enrich_lookups = Counter(
+            "l4s_enrich_lookups", "Enrichment lookups", ["source", "result"], registry=r
+        )
+        self.data_age = Gauge(
+            "l4s_data_age_seconds", "Age of an enrichment data file", ["source"], registry=r
+        )
+        self.threat_decisions = Counter(
+            "l4s_threat_decisions", "Sources rated, by resulting level", ["level"], registry=r
+        )
+        self.blocklist_records = Counter(
+            "l4s_blocklist_records", "Blocklist records published", ["kind"], registry=r
+        )
+        self.blocklist_suppressed = Counter(
+            "l4s_blocklist_suppressed", "Blocks withheld by policy", ["reason"], registry=r
+        )
+        self.sink_errors = Counter(
+            "l4s_sink_errors", "Failed writes to a sink, retried", ["sink"], registry=r
+        )
+        self.sink_up = Gauge("l4s_sink_up", "1 when the sink answers", ["sink"], registry=r)
+        self.consumer_lag = Gauge(
+            "l4s_consumer_lag", "Messages behind the partition end", ["topic", "partition"], registry=r
+        )
+        self.batch_seconds = Histogram(
+            "l4s_batch_seconds", "Time to process one batch", ["stage"], buckets=_LATENCY_BUCKETS, registry=r
+        )
+        self.end_to_end_seconds = Histogram(
+            "l4s_end_to_end_seconds",
+            "Broker append of the raw record to the enriched decision",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.up = Gauge("l4s_worker_up", "1 while the worker loop runs", ["stage"], registry=r)
+
+
+def serve(metrics: Metrics, port: int | None, addr: str = "0.0.0.0") -> None:  # noqa: S104
+    """Expose ``/metrics`` on ``port`` in a background thread (no-op for None)."""
+    if port is not None:
+        start_http_server(port, addr=addr, registry=metrics.registry)
