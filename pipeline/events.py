@@ -145,6 +145,8 @@ class Detection(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     fields: tuple[str, ...] = ()
     limit_hit: str | None = None
     engine: str = ""
+    #: When the broker appended the raw record (epoch seconds), for latency.
+    received: float | None = None
 
 
 class DeadLetter(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):

