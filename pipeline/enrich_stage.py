@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from datetime import tzinfo
 from zoneinfo import ZoneInfo
 
-from enrichers.classify import NetworkClassifier, SourceKind
+from enrichers.classify import NetworkClassifier, SourceKind, possibly_compromised
 from enrichers.geo import GeoIndex, GeoRecord
-from enrichers.threat import Evidence, Rating, ThreatModel, possibly_compromised
+from enrichers.threat import Evidence, Rating, ThreatModel
 from enrichers.tor import TorExitList
 from pipeline.blocklist import BlocklistEntry, BlockPolicy
 from pipeline.config import Settings

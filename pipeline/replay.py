@@ -50,7 +50,12 @@ def replay(
     chunk = _RATE_CHUNK
     if rate:
         chunk = max(1, min(_RATE_CHUNK, int(rate // 10)))
-        limiter = Limiter(Rate(max(int(rate), 1), Duration.SECOND))
+        # Waits (up to an hour per chunk) rather than failing when ahead of the rate.
+        limiter = Limiter(
+            Rate(max(int(rate), 1), Duration.SECOND),
+            max_delay=Duration.HOUR,
+            retry_until_max_delay=True,
+        )
     show = sys.stderr.isatty() if progress is None else progress
     result = ReplayResult()
     with Progress(

@@ -1,0 +1,1 @@
+"""Who is attacking: geo/ASN lookups, Tor exits, network kind and the threat rating."""
