@@ -85,7 +85,7 @@ class EnrichWorker:
         self.dead_letter_topic = app.topic(s.topics.dead_letter, **raw)
         # Per source: the blocklist record last published, so a redelivered or
         # unchanged detection does not publish again. Recovered from its changelog.
-        self.sources = app.Table("l4s-sources", default=None, **raw)
+        self.sources = app.Table("l4s-sources", default=None, key_type=bytes, value_type=bytes)
 
         @app.agent(detections, name="l4s-enrich")
         async def enrich(stream: faust.StreamT[bytes]) -> None:

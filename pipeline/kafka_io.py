@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -23,6 +24,8 @@ def client_config(settings: Settings, **extra: Any) -> dict[str, Any]:
     config: dict[str, Any] = {
         "bootstrap.servers": settings.kafka.bootstrap,
         "error_cb": _log_client_error,
+        # librdkafka's own log lines go through logging, not straight to stderr.
+        "logger": logging.getLogger("librdkafka"),
     }
     config.update(settings.kafka.client)
     config.update(extra)
@@ -134,15 +137,20 @@ def delete_everything(settings: Settings, groups: list[str], timeout: float = 60
         except KafkaException as exc:
             if exc.args[0].code() != KafkaError.UNKNOWN_TOPIC_OR_PART:
                 raise ServiceUnavailable(f"cannot delete topic {name}: {exc.args[0].str()}") from None
-    for group, future in admin.delete_consumer_groups(groups, request_timeout=timeout).items():
+    listed = admin.list_consumer_groups(request_timeout=timeout).result()
+    known = {g.group_id for g in listed.valid}
+    groups = [g for g in groups if g in known]
+    requests = admin.delete_consumer_groups(groups, request_timeout=timeout) if groups else {}
+    for group, future in requests.items():
         try:
             future.result()
             deleted.append(f"group {group}")
         except KafkaException as exc:
-            if exc.args[0].code() not in (KafkaError.GROUP_ID_NOT_FOUND, KafkaError.NON_EMPTY_GROUP):
-                raise ServiceUnavailable(f"cannot delete group {group}: {exc.args[0].str()}") from None
-            if exc.args[0].code() == KafkaError.NON_EMPTY_GROUP:
+            code = exc.args[0].code()
+            if code == KafkaError.NON_EMPTY_GROUP:
                 raise ServiceUnavailable(f"group {group} still has running workers; stop them first") from None
+            if code != KafkaError.GROUP_ID_NOT_FOUND:
+                raise ServiceUnavailable(f"cannot delete group {group}: {exc.args[0].str()}") from None
     # Deletion completes in the background; wait so topics can be created again.
     deadline = time.monotonic() + timeout
     while set(deleted) & set(admin.list_topics(timeout=timeout).topics):

@@ -90,12 +90,17 @@ def build(store: Store, first: date | None = None, last: date | None = None) -> 
         recurring_ips=sum(1 for n in days_seen.values() if n >= 2),
         tor_ips=tor,
         days={d: DayStats(attacks=v.attacks, unique_ips=len(v.ips)) for d, v in per_day.items()},
-        countries=dict(countries.most_common()),
+        countries=_ranked(countries),
         asns=dict(sorted(asns.items(), key=lambda item: (-item[1].unique_ips, item[0]))),
         levels=levels,
-        techniques=dict(techniques.most_common()),
-        fields=dict(fields.most_common()),
+        techniques=_ranked(techniques),
+        fields=_ranked(fields),
     )
+
+
+def _ranked(counts: Counter[str]) -> dict[str, int]:
+    """Largest first; ties by name, so every store renders the same document."""
+    return dict(sorted(counts.items(), key=lambda item: (-item[1], item[0])))
 
 
 def _in_range(day: str, first: date | None, last: date | None) -> bool:
