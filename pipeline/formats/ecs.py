@@ -117,8 +117,14 @@ class EcsParser:
     name: ClassVar[str] = "ecs"
 
     def looks_like(self, raw: bytes) -> bool:
+        # A whole object at least: truncated records must fail even when the
+        # prefilter lets them skip the full parse.
         head = raw[:512]
-        return head.lstrip()[:1] == b"{" and (b'"@timestamp"' in head or b'"source' in head)
+        return (
+            head.lstrip()[:1] == b"{"
+            and raw.rstrip()[-1:] == b"}"
+            and (b'"@timestamp"' in head or b'"source' in head)
+        )
 
     def parse(self, raw: bytes) -> HttpRequest:
         doc = decode_object(raw)
