@@ -16,7 +16,7 @@ from maxminddb.reader import Reader as PureReader
 
 from enrichers.special import embedded_v4, special_v4, special_v6
 from pipeline import log
-from pipeline.errors import DataFileError, PoisonRecord
+from pipeline.errors import DataFileError, EnricherUnavailable, PoisonRecord
 
 _log = log.get("enrich.geo")
 
@@ -356,6 +356,8 @@ class GeoIndex:
 
         Raises:
             PoisonRecord: ``ip`` is not an IPv4 or IPv6 address.
+            EnricherUnavailable: a database file was overwritten in place (not
+                renamed over) and can no longer be read; reload picks up a fix.
         """
         state = self._state
         cached = state.by_addr.get(ip)
@@ -399,6 +401,10 @@ class GeoIndex:
                 continue
             try:
                 rec, db_plen = db.reader.get_with_prefix_len(ip)
+            except maxminddb.InvalidDatabaseError as exc:
+                # The file was overwritten in place under the memory map instead
+                # of being renamed over (as ``l4s data update`` does).
+                raise EnricherUnavailable(f"{db.path} changed under the reader: {exc}") from None
             except ValueError:
                 # An IPv6 address asked of an IPv4-only database: no answer.
                 rec, db_plen = None, 0

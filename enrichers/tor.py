@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import calendar
 import ipaddress
 import os
 import time
@@ -44,7 +45,7 @@ def _host_of(or_address: str) -> str | None:
 
 def _parse_epoch(text: str) -> float | None:
     try:
-        return time.mktime(time.strptime(text.strip(), "%Y-%m-%d %H:%M:%S")) - time.timezone
+        return float(calendar.timegm(time.strptime(text.strip(), "%Y-%m-%d %H:%M:%S")))
     except ValueError:
         return None
 
