@@ -146,6 +146,7 @@ def update_group() -> None:
 @click.option("--base-url", help="Provider root URL (a mirror, or a test server).")
 @click.option("--month", help="DB-IP month as YYYY-MM (default: this month, else last).")
 @click.option("--timeout", type=float, help="Seconds per request.")
+@click.option("--retries", type=click.IntRange(1, 10), help="Tries per file (default 3).")
 @click.option("--force", is_flag=True, help="Download even if the file is up to date.")
 @_config_option
 def update_geoip(
@@ -158,6 +159,7 @@ def update_geoip(
     base_url: str | None,
     month: str | None,
     timeout: float | None,
+    retries: int | None,
     force: bool,
     config: Path | None,
 ) -> None:
@@ -191,7 +193,13 @@ def update_geoip(
     with httpx.Client(timeout=timeout or settings.timeout) as client:
         for item in items:
             try:
-                result = _fetch_geoip(item, client, settings.retries, not force, dbip_fallback=(chosen == "dbip" and when is None))
+                result = _fetch_geoip(
+                    item,
+                    client,
+                    retries or settings.retries,
+                    not force,
+                    dbip_fallback=chosen == "dbip" and when is None,
+                )
             except DownloadError as exc:
                 click.echo(f"Error: {exc}", err=True)
                 failed += 1
@@ -228,12 +236,14 @@ def _fetch_geoip(
 @click.option("--url", help="Exit list URL (bulk list, exit-addresses or Onionoo details).")
 @click.option("--out", type=click.Path(path_type=Path, dir_okay=False), help="Target file.")
 @click.option("--timeout", type=float, help="Seconds per request.")
+@click.option("--retries", type=click.IntRange(1, 10), help="Tries (default 3).")
 @click.option("--force", is_flag=True, help="Download even if not modified since last time.")
 @_config_option
 def update_tor(
     url: str | None,
     out: Path | None,
     timeout: float | None,
+    retries: int | None,
     force: bool,
     config: Path | None,
 ) -> None:
@@ -246,7 +256,11 @@ def update_tor(
     with httpx.Client(timeout=timeout or settings.timeout) as client:
         try:
             result = fetch(
-                item, validate_tor, client=client, conditional=not force, attempts=settings.retries
+                item,
+                validate_tor,
+                client=client,
+                conditional=not force,
+                attempts=retries or settings.retries,
             )
         except DownloadError as exc:
             raise click.ClickException(str(exc)) from None

@@ -10,7 +10,14 @@ from pathlib import Path
 
 import pytest
 
+from pipeline import log
 from tests.enrichers import mmdb_factory
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _quiet_logs() -> None:
+    """Log lines go to stderr as in production, warnings and above only."""
+    log.configure("warning", "console")
 
 
 @pytest.fixture(scope="session")
