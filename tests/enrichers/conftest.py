@@ -26,17 +26,23 @@ def dbs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     d = tmp_path_factory.mktemp("mmdb")
     return {
         "geolite2-country": mmdb_factory.maxmind_country(d / "GeoLite2-Country.mmdb"),
-        "geoip2-country": mmdb_factory.maxmind_country(d / "GeoIP2-Country.mmdb", "GeoIP2-Country"),
+        "geoip2-country": mmdb_factory.maxmind_country(
+            d / "GeoIP2-Country.mmdb", "GeoIP2-Country"
+        ),
         "geolite2-city": mmdb_factory.maxmind_city(d / "GeoLite2-City.mmdb"),
         "geoip2-city": mmdb_factory.maxmind_city(d / "GeoIP2-City.mmdb", "GeoIP2-City"),
         "geolite2-asn": mmdb_factory.maxmind_asn(d / "GeoLite2-ASN.mmdb"),
-        "dbip-country": mmdb_factory.maxmind_country(d / "dbip-country.mmdb", "DBIP-Country-Lite"),
+        "dbip-country": mmdb_factory.maxmind_country(
+            d / "dbip-country.mmdb", "DBIP-Country-Lite"
+        ),
         "dbip-city": mmdb_factory.maxmind_city(d / "dbip-city.mmdb", "DBIP-City-Lite"),
         "dbip-asn": mmdb_factory.maxmind_asn(
             d / "dbip-asn.mmdb", "DBIP-ASN-Lite (compat=GeoLite2-ASN)"
         ),
         "ipinfo-lite": mmdb_factory.ipinfo_lite(d / "ipinfo_lite.mmdb"),
-        "ip-location-country": mmdb_factory.ip_location_country(d / "iplocation-country.mmdb"),
+        "ip-location-country": mmdb_factory.ip_location_country(
+            d / "iplocation-country.mmdb"
+        ),
         "ip-location-asn": mmdb_factory.ip_location_asn(d / "iplocation-asn.mmdb"),
         "ipv4-only": mmdb_factory.ipv4_only_country(d / "v4only.mmdb"),
         "unknown": mmdb_factory.unknown_layout(d / "weather.mmdb"),
@@ -69,13 +75,16 @@ def http_server() -> Iterator[LocalServer]:
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
-            requests.append((self.path, {k.lower(): v for k, v in self.headers.items()}))
+            requests.append(
+                (self.path, {k.lower(): v for k, v in self.headers.items()})
+            )
             path = self.path.split("?", 1)[0]
             route = routes.get(path, Route(status=404, body=b"not found"))
             if (
                 route.status == 200
                 and "Last-Modified" in route.headers
-                and self.headers.get("If-Modified-Since") == route.headers["Last-Modified"]
+                and self.headers.get("If-Modified-Since")
+                == route.headers["Last-Modified"]
             ):
                 self.send_response(304)
                 self.end_headers()
@@ -94,7 +103,9 @@ def http_server() -> Iterator[LocalServer]:
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        yield LocalServer(f"http://127.0.0.1:{server.server_address[1]}", routes, requests)
+        yield LocalServer(
+            f"http://127.0.0.1:{server.server_address[1]}", routes, requests
+        )
     finally:
         server.shutdown()
         server.server_close()

@@ -36,7 +36,12 @@ def classifier() -> NetworkClassifier:
         (398324, "Censys, Inc.", "scanner", True),
         (22168, "The Shadowserver Foundation, Inc.", "scanner", True),
         (3, "Massachusetts Institute of Technology", "education", True),
-        (680, "Verein zur Foerderung eines Deutschen Forschungsnetzes e.V.", "education", True),
+        (
+            680,
+            "Verein zur Foerderung eines Deutschen Forschungsnetzes e.V.",
+            "education",
+            True,
+        ),
         (7922, "Comcast Cable Communications, LLC", "isp", False),
     ],
 )
@@ -85,8 +90,13 @@ def test_isp_customer_is_possibly_compromised_but_hosting_and_research_are_not(
     research = GeoRecord(asn=3, as_org="Massachusetts Institute of Technology")
 
     assert possibly_compromised(classifier.classify(isp, tor=False), isp) is True
-    assert possibly_compromised(classifier.classify(hosting, tor=False), hosting) is False
-    assert possibly_compromised(classifier.classify(research, tor=False), research) is False
+    assert (
+        possibly_compromised(classifier.classify(hosting, tor=False), hosting) is False
+    )
+    assert (
+        possibly_compromised(classifier.classify(research, tor=False), research)
+        is False
+    )
 
 
 def test_no_as_data_is_never_flagged_compromised(classifier: NetworkClassifier) -> None:
@@ -97,8 +107,12 @@ def test_no_as_data_is_never_flagged_compromised(classifier: NetworkClassifier) 
     assert possibly_compromised(kind, geo) is False
 
 
-def test_tor_exit_is_tor_even_on_a_hosting_network(classifier: NetworkClassifier) -> None:
-    result = classifier.classify(GeoRecord(asn=24940, as_org="Hetzner Online GmbH"), tor=True)
+def test_tor_exit_is_tor_even_on_a_hosting_network(
+    classifier: NetworkClassifier,
+) -> None:
+    result = classifier.classify(
+        GeoRecord(asn=24940, as_org="Hetzner Online GmbH"), tor=True
+    )
 
     assert result == SourceKind("tor", False, "Tor exit")
 
@@ -123,14 +137,18 @@ def test_special_range_is_special(classifier: NetworkClassifier) -> None:
 def test_oob_testing_callback_marks_a_hosting_source_research(
     classifier: NetworkClassifier, host: str
 ) -> None:
-    result = classifier.classify(GeoRecord(asn=14061, as_org="DigitalOcean, LLC"), tor=False, oob_domains=[host])
+    result = classifier.classify(
+        GeoRecord(asn=14061, as_org="DigitalOcean, LLC"), tor=False, oob_domains=[host]
+    )
 
     assert result.kind == "hosting"
     assert result.research is True
     assert "out-of-band testing callback" in result.reason
 
 
-@pytest.mark.parametrize("host", ["oast.fun.example.com", "notoast.fun", "198.51.100.7", "evil.example"])
+@pytest.mark.parametrize(
+    "host", ["oast.fun.example.com", "notoast.fun", "198.51.100.7", "evil.example"]
+)
 def test_lookalike_callback_hosts_do_not_mark_research(
     classifier: NetworkClassifier, host: str
 ) -> None:
@@ -142,7 +160,9 @@ def test_lookalike_callback_hosts_do_not_mark_research(
 def test_detector_oob_service_marks_research_without_a_listed_domain(
     classifier: NetworkClassifier,
 ) -> None:
-    result = classifier.classify(GeoRecord(asn=64512), tor=False, oob_services=["interactsh"])
+    result = classifier.classify(
+        GeoRecord(asn=64512), tor=False, oob_services=["interactsh"]
+    )
 
     assert result.research is True
 

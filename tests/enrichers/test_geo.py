@@ -31,7 +31,9 @@ ASN_FLAVOURS = [
 
 
 @pytest.mark.parametrize(("key", "flavour"), GEO_FLAVOURS)
-def test_every_geo_flavour_gives_the_country(dbs: dict[str, Path], key: str, flavour: str) -> None:
+def test_every_geo_flavour_gives_the_country(
+    dbs: dict[str, Path], key: str, flavour: str
+) -> None:
     index = GeoIndex(dbs[key], lookup_documentation=True)
 
     record = index.lookup("203.0.113.77")
@@ -54,8 +56,12 @@ def test_every_asn_flavour_gives_number_and_organisation(
     assert (record.asn, record.as_org) == (64500, "Example Hosting")
 
 
-def test_city_flavour_fills_city_coordinates_continent_and_names(dbs: dict[str, Path]) -> None:
-    index = GeoIndex(dbs["geolite2-city"], dbs["geolite2-asn"], lookup_documentation=True)
+def test_city_flavour_fills_city_coordinates_continent_and_names(
+    dbs: dict[str, Path],
+) -> None:
+    index = GeoIndex(
+        dbs["geolite2-city"], dbs["geolite2-asn"], lookup_documentation=True
+    )
 
     record = index.lookup("198.51.100.7")
 
@@ -78,7 +84,11 @@ def test_ipinfo_lite_alone_answers_country_and_asn(dbs: dict[str, Path]) -> None
 
     record = index.lookup("198.51.100.7")
 
-    assert (record.country_iso, record.country_name, record.continent) == ("DE", "Germany", "EU")
+    assert (record.country_iso, record.country_name, record.continent) == (
+        "DE",
+        "Germany",
+        "EU",
+    )
     assert (record.asn, record.as_org) == (64500, "Example Hosting")
 
 
@@ -88,7 +98,15 @@ def test_dedicated_asn_database_wins_over_the_geo_databases_asn(
     other = mmdb_factory.write(
         tmp_path / "asn.mmdb",
         "GeoLite2-ASN",
-        [("198.51.100.0/25", {"autonomous_system_number": 64511, "autonomous_system_organization": "Other"})],
+        [
+            (
+                "198.51.100.0/25",
+                {
+                    "autonomous_system_number": 64511,
+                    "autonomous_system_organization": "Other",
+                },
+            )
+        ],
     )
     index = GeoIndex(dbs["ipinfo-lite"], other, lookup_documentation=True)
 
@@ -138,7 +156,13 @@ def test_special_purpose_ranges_are_labelled_not_looked_up(
 def test_edges_next_to_special_ranges_are_public() -> None:
     index = GeoIndex()
 
-    for ip in ("100.63.255.255", "100.128.0.0", "172.32.0.0", "11.0.0.0", "2606:4700::1"):
+    for ip in (
+        "100.63.255.255",
+        "100.128.0.0",
+        "172.32.0.0",
+        "11.0.0.0",
+        "2606:4700::1",
+    ):
         assert index.lookup(ip).special is None, ip
 
 
@@ -148,7 +172,9 @@ def test_ipv4_mapped_address_is_looked_up_as_ipv4(dbs: dict[str, Path]) -> None:
     assert index.lookup("::ffff:198.51.100.9").country_iso == "DE"
 
 
-def test_ipv6_address_against_ipv4_only_database_has_no_answer(dbs: dict[str, Path]) -> None:
+def test_ipv6_address_against_ipv4_only_database_has_no_answer(
+    dbs: dict[str, Path],
+) -> None:
     index = GeoIndex(dbs["ipv4-only"], lookup_documentation=True)
 
     assert index.lookup("2001:db8:1::1") == GeoRecord(special="documentation")
@@ -156,7 +182,9 @@ def test_ipv6_address_against_ipv4_only_database_has_no_answer(dbs: dict[str, Pa
     assert index.lookup("198.51.100.1").country_iso == "DE"
 
 
-@pytest.mark.parametrize("bad", ["", "not-an-ip", "999.1.1.1", "1.2.3", "::g", "1.2.3.4 "])
+@pytest.mark.parametrize(
+    "bad", ["", "not-an-ip", "999.1.1.1", "1.2.3", "::g", "1.2.3.4 "]
+)
 def test_malformed_address_is_a_poison_record(bad: str) -> None:
     with pytest.raises(PoisonRecord) as info:
         GeoIndex().lookup(bad)
@@ -187,7 +215,9 @@ def test_asn_database_given_as_geo_database_is_refused(dbs: dict[str, Path]) -> 
         GeoIndex(dbs["geolite2-asn"])
 
 
-def test_country_database_given_as_asn_database_is_refused(dbs: dict[str, Path]) -> None:
+def test_country_database_given_as_asn_database_is_refused(
+    dbs: dict[str, Path],
+) -> None:
     with pytest.raises(DataFileError, match=r"without AS numbers"):
         GeoIndex(asn_db=dbs["geolite2-country"])
 
@@ -216,7 +246,9 @@ def test_cache_stays_within_its_bound(dbs: dict[str, Path]) -> None:
     assert index.lookup("198.51.100.49").country_iso == "DE"
 
 
-def test_replaced_file_is_picked_up_atomically(dbs: dict[str, Path], tmp_path: Path) -> None:
+def test_replaced_file_is_picked_up_atomically(
+    dbs: dict[str, Path], tmp_path: Path
+) -> None:
     live = tmp_path / "geo.mmdb"
     shutil.copyfile(dbs["geolite2-country"], live)
     index = GeoIndex(live, lookup_documentation=True)
@@ -224,7 +256,9 @@ def test_replaced_file_is_picked_up_atomically(dbs: dict[str, Path], tmp_path: P
     assert index.reload_if_changed() is False
 
     staged = tmp_path / "geo.mmdb.new"
-    mmdb_factory.write(staged, "GeoLite2-Country", [("198.51.100.0/24", {"country": mmdb_factory.USA})])
+    mmdb_factory.write(
+        staged, "GeoLite2-Country", [("198.51.100.0/24", {"country": mmdb_factory.USA})]
+    )
     os.replace(staged, live)
 
     assert index.reload_if_changed() is True

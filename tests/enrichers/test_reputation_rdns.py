@@ -16,7 +16,9 @@ from tests.enrichers.conftest import LocalServer, Route
 ANSWER = b'{"data": {"ipAddress": "192.0.2.7", "abuseConfidenceScore": 87}}'
 
 
-def test_reputation_is_read_sent_with_the_key_and_cached(http_server: LocalServer) -> None:
+def test_reputation_is_read_sent_with_the_key_and_cached(
+    http_server: LocalServer,
+) -> None:
     http_server.routes["/api/v2/check"] = Route(body=ANSWER)
     rep = AbuseIpDbReputation("k-1", base_url=http_server.url, backoff=0.01)
 
@@ -92,13 +94,17 @@ def _fakes(ptr: dict[str, str], forward: dict[str, list[str]]) -> dict[str, Any]
         calls.append(name)
         if name not in forward:
             raise socket.gaierror(-2, "Name or service not known")
-        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (a, 0)) for a in forward[name]]
+        return [
+            (socket.AF_INET, socket.SOCK_STREAM, 6, "", (a, 0)) for a in forward[name]
+        ]
 
     return {"gethostbyaddr": gethostbyaddr, "getaddrinfo": getaddrinfo, "calls": calls}
 
 
 def test_confirmed_reverse_name_is_returned_and_cached() -> None:
-    fakes = _fakes({"192.0.2.9": "Scan-1.Example.TEST."}, {"Scan-1.Example.TEST.": ["192.0.2.9"]})
+    fakes = _fakes(
+        {"192.0.2.9": "Scan-1.Example.TEST."}, {"Scan-1.Example.TEST.": ["192.0.2.9"]}
+    )
     calls = fakes.pop("calls")
     rdns = ForwardConfirmedReverseDns(**fakes)
 
@@ -109,7 +115,9 @@ def test_confirmed_reverse_name_is_returned_and_cached() -> None:
 
 
 def test_reverse_name_that_does_not_resolve_back_is_ignored() -> None:
-    fakes = _fakes({"192.0.2.9": "census1.shodan.test"}, {"census1.shodan.test": ["198.51.100.1"]})
+    fakes = _fakes(
+        {"192.0.2.9": "census1.shodan.test"}, {"census1.shodan.test": ["198.51.100.1"]}
+    )
     fakes.pop("calls")
     rdns = ForwardConfirmedReverseDns(**fakes)
 

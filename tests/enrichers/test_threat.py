@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from enrichers.threat import LEVELS, Evidence, ThreatModel
+from enrichers.threat import LEVELS, Evidence, Levels, ThreatModel, Weights
 from pipeline.errors import DataFileError
 
 MODEL = ThreatModel.default()
@@ -64,7 +64,15 @@ def test_a_source_that_returns_on_a_third_day_climbs() -> None:
 @pytest.mark.parametrize(
     ("changes", "levels"),
     [
-        ({"hits": 20, "days": 3, "obfuscated": True, "techniques": frozenset({"lower", "upper"})}, {"Critical"}),
+        (
+            {
+                "hits": 20,
+                "days": 3,
+                "obfuscated": True,
+                "techniques": frozenset({"lower", "upper"}),
+            },
+            {"Critical"},
+        ),
         ({"hits": 5, "days": 3}, {"Dangerous", "Critical"}),
         ({"hits": 10, "days": 2}, {"Dangerous", "Critical"}),
         ({"hits": 4, "days": 4, "kind": "isp"}, {"Dangerous", "Critical"}),
@@ -87,7 +95,14 @@ def test_research_scanner_with_oob_callback_is_rated_and_marked_research() -> No
 
 def test_reasons_name_the_payload_severity_and_origin() -> None:
     rating = MODEL.rate(
-        evidence(hits=2, commands=True, exfil=True, obfuscated=True, tor=True, compromised=True)
+        evidence(
+            hits=2,
+            commands=True,
+            exfil=True,
+            obfuscated=True,
+            tor=True,
+            compromised=True,
+        )
     )
 
     for reason in (
@@ -103,8 +118,12 @@ def test_reasons_name_the_payload_severity_and_origin() -> None:
 def test_reputation_adds_up_to_its_weight() -> None:
     base = MODEL.rate(evidence(hits=1)).score
 
-    assert MODEL.rate(evidence(hits=1, reputation=100)).score == pytest.approx(base + 30)
-    assert MODEL.rate(evidence(hits=1, reputation=500)).score == pytest.approx(base + 30)
+    assert MODEL.rate(evidence(hits=1, reputation=100)).score == pytest.approx(
+        base + 30
+    )
+    assert MODEL.rate(evidence(hits=1, reputation=500)).score == pytest.approx(
+        base + 30
+    )
 
 
 evidence_strategy = st.builds(
@@ -112,20 +131,30 @@ evidence_strategy = st.builds(
     hits=st.integers(0, 500),
     inert_hits=st.integers(0, 500),
     days=st.integers(0, 30),
-    techniques=st.frozensets(st.sampled_from(["lower", "upper", "env", "date", "base64"])),
+    techniques=st.frozensets(
+        st.sampled_from(["lower", "upper", "env", "date", "base64"])
+    ),
     obfuscated=st.booleans(),
     exfil=st.booleans(),
     commands=st.booleans(),
     oob=st.booleans(),
     tor=st.booleans(),
-    kind=st.sampled_from(["hosting", "isp", "unknown", "scanner", "education", "tor", "cdn"]),
+    kind=st.sampled_from(
+        ["hosting", "isp", "unknown", "scanner", "education", "tor", "cdn"]
+    ),
     research=st.booleans(),
     compromised=st.booleans(),
     reputation=st.one_of(st.none(), st.floats(0, 100)),
 )
 
 
-@given(evidence_strategy, st.integers(0, 50), st.integers(0, 50), st.integers(0, 5), st.data())
+@given(
+    evidence_strategy,
+    st.integers(0, 50),
+    st.integers(0, 50),
+    st.integers(0, 5),
+    st.data(),
+)
 def test_more_evidence_never_lowers_the_rating(
     e: Evidence, more_hits: int, more_inert: int, more_days: int, data: st.DataObject
 ) -> None:
@@ -133,7 +162,8 @@ def test_more_evidence_never_lowers_the_rating(
         hits=e.hits + more_hits,
         inert_hits=e.inert_hits + more_inert,
         days=e.days + more_days,
-        techniques=e.techniques | data.draw(st.frozensets(st.sampled_from(["nested", "sys"]))),
+        techniques=e.techniques
+        | data.draw(st.frozensets(st.sampled_from(["nested", "sys"]))),
         obfuscated=e.obfuscated or data.draw(st.booleans()),
         exfil=e.exfil or data.draw(st.booleans()),
         commands=e.commands or data.draw(st.booleans()),
@@ -142,7 +172,9 @@ def test_more_evidence_never_lowers_the_rating(
         kind=e.kind,
         research=e.research,
         compromised=e.compromised,
-        reputation=None if e.reputation is None else min(100.0, e.reputation + data.draw(st.floats(0, 50))),
+        reputation=None
+        if e.reputation is None
+        else min(100.0, e.reputation + data.draw(st.floats(0, 50))),
     )
 
     before, after = MODEL.rate(e), MODEL.rate(worse)
@@ -182,7 +214,9 @@ def test_operator_file_overrides_only_what_it_names(tmp_path: Path) -> None:
         ("[weights\n", "not valid TOML"),
     ],
 )
-def test_bad_model_file_is_refused_in_one_line(tmp_path: Path, body: str, message: str) -> None:
+def test_bad_model_file_is_refused_in_one_line(
+    tmp_path: Path, body: str, message: str
+) -> None:
     path = tmp_path / "threat.toml"
     path.write_text(body)
 
@@ -198,7 +232,5 @@ def test_missing_model_file_is_refused(tmp_path: Path) -> None:
 
 
 def test_shipped_file_and_code_defaults_agree() -> None:
-    from enrichers.threat import Levels, Weights
-
     assert MODEL.weights == Weights()
     assert MODEL.levels == Levels()

@@ -18,7 +18,11 @@ DATA = Path(__file__).resolve().parents[1] / "data" / "tor"
 
 @pytest.mark.parametrize(
     ("name", "fmt"),
-    [("bulk.txt", "bulk"), ("exit-addresses.txt", "exit-addresses"), ("onionoo-details.json", "onionoo")],
+    [
+        ("bulk.txt", "bulk"),
+        ("exit-addresses.txt", "exit-addresses"),
+        ("onionoo-details.json", "onionoo"),
+    ],
 )
 def test_each_format_yields_ipv4_and_ipv6_exits(name: str, fmt: str) -> None:
     exits = TorExitList.from_file(DATA / name)
@@ -66,7 +70,9 @@ def test_bulk_list_age_comes_from_the_file_time(tmp_path: Path) -> None:
         (b"\n".join(b"word%d" % i for i in range(20)), "not a bulk exit list"),
     ],
 )
-def test_bad_list_is_one_clear_data_file_error(tmp_path: Path, content: bytes, message: str) -> None:
+def test_bad_list_is_one_clear_data_file_error(
+    tmp_path: Path, content: bytes, message: str
+) -> None:
     path = tmp_path / "exits.txt"
     path.write_bytes(content)
 
