@@ -91,7 +91,7 @@ def _convert(data: object, kind: type[_T], path: object, what: str) -> _T:
 
 
 def _suffix_match(host: str, suffixes: dict[str, str]) -> str | None:
-    """Value for the longest suffix of ``host`` (on a label boundary) in ``suffixes``."""
+    """Value of the longest label-boundary suffix of ``host`` in ``suffixes``."""
     host = host.strip().rstrip(".").lower()
     while host:
         found = suffixes.get(host)
@@ -118,7 +118,9 @@ class NetworkClassifier:
         'hosting'
     """
 
-    def __init__(self, networks: Iterable[NetworkEntry], oob: Iterable[OobEntry]) -> None:
+    def __init__(
+        self, networks: Iterable[NetworkEntry], oob: Iterable[OobEntry]
+    ) -> None:
         self._by_asn: dict[int, NetworkEntry] = {}
         self._by_rdns: dict[str, NetworkEntry] = {}
         self._patterns: list[tuple[re.Pattern[str], NetworkEntry]] = []
@@ -140,10 +142,13 @@ class NetworkClassifier:
             for entry in by_kind[kind]:
                 for pattern in entry.org:
                     try:
-                        self._patterns.append((re.compile(pattern, re.IGNORECASE), entry))
+                        self._patterns.append(
+                            (re.compile(pattern, re.IGNORECASE), entry)
+                        )
                     except re.error as exc:
                         raise DataFileError(
-                            f"network entry {entry.name!r}: bad pattern {pattern!r}: {exc}"
+                            f"network entry {entry.name!r}: "
+                            f"bad pattern {pattern!r}: {exc}"
                         ) from None
         self._oob = {e.suffix.lower().strip("."): e.service for e in oob}
         self._org_cache: dict[str, NetworkEntry | None] = {}
@@ -169,7 +174,9 @@ class NetworkClassifier:
         networks: Path | resources.abc.Traversable,
         oob: Path | resources.abc.Traversable,
     ) -> NetworkClassifier:
-        nets = _convert(_read_toml(networks, "networks"), _NetworksFile, networks, "networks")
+        nets = _convert(
+            _read_toml(networks, "networks"), _NetworksFile, networks, "networks"
+        )
         doms = _convert(_read_toml(oob, "OOB domains"), _OobFile, oob, "OOB domains")
 
         return cls(nets.network, doms.domain)
@@ -188,14 +195,18 @@ class NetworkClassifier:
 
         return found
 
-    def _network(self, geo: GeoRecord, hostname: str | None) -> tuple[NetworkEntry, str] | None:
+    def _network(
+        self, geo: GeoRecord, hostname: str | None
+    ) -> tuple[NetworkEntry, str] | None:
         candidates: list[tuple[NetworkEntry, str]] = []
         if geo.asn is not None and geo.asn in self._by_asn:
             candidates.append((self._by_asn[geo.asn], f"AS{geo.asn}"))
         if hostname:
             suffix_entry = self._rdns_entry(hostname)
             if suffix_entry is not None:
-                candidates.append((suffix_entry, f"reverse name {hostname.rstrip('.').lower()}"))
+                candidates.append(
+                    (suffix_entry, f"reverse name {hostname.rstrip('.').lower()}")
+                )
         if geo.as_org:
             org_entry = self._by_org(geo.as_org)
             if org_entry is not None:
@@ -241,20 +252,30 @@ class NetworkClassifier:
                 DNS is enabled; scanner names in it count.
         """
         if geo.special:
-            return SourceKind("special", False, f"special-purpose range ({geo.special})")
+            return SourceKind(
+                "special", False, f"special-purpose range ({geo.special})"
+            )
         services = {s for s in oob_services if s}
         for host in oob_domains:
             service = self.oob_service(host)
             if service:
                 services.add(service)
-        testing = f"out-of-band testing callback ({', '.join(sorted(services))})" if services else ""
+        testing = (
+            f"out-of-band testing callback ({', '.join(sorted(services))})"
+            if services
+            else ""
+        )
         if tor:
             reason = "Tor exit" + (f"; {testing}" if testing else "")
             return SourceKind("tor", bool(services), reason)
         found = self._network(geo, hostname)
         if found is None:
-            where = f"AS{geo.asn} {geo.as_org or ''}".strip() if geo.asn else "no AS data"
-            reason = f"{where} not in the network lists" + (f"; {testing}" if testing else "")
+            where = (
+                f"AS{geo.asn} {geo.as_org or ''}".strip() if geo.asn else "no AS data"
+            )
+            reason = f"{where} not in the network lists" + (
+                f"; {testing}" if testing else ""
+            )
             return SourceKind("unknown", bool(services), reason)
         entry, why = found
         reason = f"{entry.name} ({why})" + (f"; {testing}" if testing else "")

@@ -22,12 +22,9 @@ CONTINENT_NAMES: Final = {
 
 def _prune(node: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for key, value in node.items():
-        if isinstance(value, dict):
-            value = _prune(value)
-            if not value:
-                continue
-        elif value is None:
+    for key, raw in node.items():
+        value = _prune(raw) if isinstance(raw, dict) else raw
+        if value is None or value == {}:
             continue
         out[key] = value
 

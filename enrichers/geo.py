@@ -16,7 +16,7 @@ from maxminddb.reader import Reader as PureReader
 
 from enrichers.special import embedded_v4, special_v4, special_v6
 from pipeline import log
-from pipeline.errors import DataFileError, PoisonRecord
+from pipeline.errors import DataFileError, EnricherUnavailable, PoisonRecord
 
 _log = log.get("enrich.geo")
 
@@ -182,10 +182,14 @@ _IP_LOCATION_DB: Final = {
 def _flavour_from_record(rec: Any) -> Flavour | None:
     if not isinstance(rec, Mapping):
         return None
-    if isinstance(rec.get("country"), Mapping) or isinstance(rec.get("continent"), Mapping):
+    if isinstance(rec.get("country"), Mapping) or isinstance(
+        rec.get("continent"), Mapping
+    ):
         return Flavour("MaxMind-compatible geo", geo=True, asn=False, mapper=map_nested)
     if "as_name" in rec or isinstance(rec.get("asn"), str):
-        return Flavour("IPinfo-compatible", geo="country_code" in rec, asn=True, mapper=map_flat)
+        return Flavour(
+            "IPinfo-compatible", geo="country_code" in rec, asn=True, mapper=map_flat
+        )
     if "country_code" in rec:
         return Flavour("flat country", geo=True, asn=False, mapper=map_flat)
     if "autonomous_system_number" in rec:
@@ -260,7 +264,9 @@ def open_db(path: Path, role: str) -> OpenDb:
     except PermissionError:
         raise DataFileError(f"{role} database {path} is not readable") from None
     except (maxminddb.InvalidDatabaseError, ValueError, OSError) as exc:
-        raise DataFileError(f"{role} database {path} is not a valid mmdb file: {exc}") from None
+        raise DataFileError(
+            f"{role} database {path} is not a valid mmdb file: {exc}"
+        ) from None
     meta = reader.metadata()
     try:
         flavour = detect_flavour(path, str(meta.database_type))
@@ -268,7 +274,8 @@ def open_db(path: Path, role: str) -> OpenDb:
         raise DataFileError(f"{role} database {path} cannot be read: {exc}") from None
     if role == "geoip" and not flavour.geo:
         raise DataFileError(
-            f"{path} is a {flavour.name} database without country data; give it as the ASN database"
+            f"{path} is a {flavour.name} database without country data; "
+            "give it as the ASN database"
         )
     if role == "asn" and not flavour.asn:
         raise DataFileError(f"{path} is a {flavour.name} database without AS numbers")
@@ -285,14 +292,16 @@ def open_db(path: Path, role: str) -> OpenDb:
 
 
 def _parse(ip: str) -> tuple[int, int]:
-    """``(version, value)`` of a textual address; raises PoisonRecord if it is not one."""
+    """``(version, value)`` of a textual address; PoisonRecord if it is none."""
     try:
         if ":" in ip:
             text = ip.split("%", 1)[0]  # a zone id names a local interface only
             return 6, int.from_bytes(socket.inet_pton(socket.AF_INET6, text), "big")
         return 4, int.from_bytes(socket.inet_pton(socket.AF_INET, ip), "big")
     except (OSError, ValueError, TypeError):
-        raise PoisonRecord("bad_source_ip", "source address is not an IP address") from None
+        raise PoisonRecord(
+            "bad_source_ip", "source address is not an IP address"
+        ) from None
 
 
 class _State:
@@ -341,7 +350,10 @@ class GeoIndex:
     ) -> None:
         if cache_size < 1:
             raise ValueError("cache_size must be at least 1")
-        self._paths = (Path(geoip_db) if geoip_db else None, Path(asn_db) if asn_db else None)
+        self._paths = (
+            Path(geoip_db) if geoip_db else None,
+            Path(asn_db) if asn_db else None,
+        )
         self._cache_size = cache_size
         self._lookup_documentation = lookup_documentation
         self._state = _State(
@@ -356,6 +368,8 @@ class GeoIndex:
 
         Raises:
             PoisonRecord: ``ip`` is not an IPv4 or IPv6 address.
+            EnricherUnavailable: a database file was overwritten in place (not
+                renamed over) and can no longer be read; reload picks up a fix.
         """
         state = self._state
         cached = state.by_addr.get(ip)
@@ -380,7 +394,9 @@ class GeoIndex:
                 version, value = 4, inner
                 ip = socket.inet_ntop(socket.AF_INET, inner.to_bytes(4, "big"))
         label = special_v4(value) if version == 4 else special_v6(value)
-        if label is not None and not (label == "documentation" and self._lookup_documentation):
+        if label is not None and not (
+            label == "documentation" and self._lookup_documentation
+        ):
             return GeoRecord(special=label)
         if state.geo is None and state.asn is None:
             return GeoRecord(special=label)
@@ -390,7 +406,9 @@ class GeoIndex:
 
         return record
 
-    def _from_databases(self, state: _State, ip: str, version: int, value: int) -> GeoRecord:
+    def _from_databases(
+        self, state: _State, ip: str, version: int, value: int
+    ) -> GeoRecord:
         bits = 32 if version == 4 else 128
         answers: list[tuple[OpenDb, Any]] = []
         plen = 0
@@ -399,6 +417,12 @@ class GeoIndex:
                 continue
             try:
                 rec, db_plen = db.reader.get_with_prefix_len(ip)
+            except maxminddb.InvalidDatabaseError as exc:
+                # The file was overwritten in place under the memory map instead
+                # of being renamed over (as ``l4s data update`` does).
+                raise EnricherUnavailable(
+                    f"{db.path} changed under the reader: {exc}"
+                ) from None
             except ValueError:
                 # An IPv6 address asked of an IPv4-only database: no answer.
                 rec, db_plen = None, 0
@@ -413,7 +437,9 @@ class GeoIndex:
             if isinstance(rec, Mapping):
                 mapped = db.flavour.mapper(rec)
                 if db is state.asn:
-                    fields.update({k: v for k, v in mapped.items() if k in ("asn", "as_org")})
+                    fields.update(
+                        {k: v for k, v in mapped.items() if k in ("asn", "as_org")}
+                    )
                 else:
                     fields.update(mapped)
         if plen and any(rec is not None for _, rec in answers):
@@ -461,7 +487,7 @@ class GeoIndex:
         return True
 
     def ages(self) -> dict[str, float]:
-        """Seconds since each loaded database was built (for ``l4s_data_age_seconds``)."""
+        """Seconds since each database was built (for ``l4s_data_age_seconds``)."""
         now = time.time()
         state = self._state
         out: dict[str, float] = {}
@@ -480,4 +506,3 @@ class GeoIndex:
             for role, db in (("geoip", state.geo), ("asn", state.asn))
             if db is not None
         }
-

@@ -59,7 +59,9 @@ class ForwardConfirmedReverseDns:
         timeout: float = 2.0,
         ttl: float = 3600.0,
         cache_size: int = 4096,
-        gethostbyaddr: Callable[[str], tuple[str, list[str], list[str]]] = socket.gethostbyaddr,
+        gethostbyaddr: Callable[
+            [str], tuple[str, list[str], list[str]]
+        ] = socket.gethostbyaddr,
         getaddrinfo: Callable[..., list[tuple[Any, ...]]] = socket.getaddrinfo,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:

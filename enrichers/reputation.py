@@ -1,4 +1,4 @@
-"""Optional external reputation (AbuseIPDB-style API): off by default, cached, rate-limited."""
+"""Optional external reputation (AbuseIPDB-style API): off by default, cached."""
 
 from __future__ import annotations
 
@@ -91,7 +91,9 @@ class AbuseIpDbReputation:
         self._cache_size = cache_size
         self._clock = clock
         self._cache: dict[str, tuple[float, float | None]] = {}
-        self._limiter = Limiter(Rate(per_minute, Duration.MINUTE), raise_when_fail=False)
+        self._limiter = Limiter(
+            Rate(per_minute, Duration.MINUTE), raise_when_fail=False
+        )
         self._attempts = attempts
         self._backoff = backoff
         self.requests = 0
@@ -141,12 +143,16 @@ class AbuseIpDbReputation:
         if response.status_code == 404:
             return None
         if response.status_code >= 400:
-            raise EnricherUnavailable(f"reputation service answered HTTP {response.status_code}")
+            raise EnricherUnavailable(
+                f"reputation service answered HTTP {response.status_code}"
+            )
         try:
             data = response.json()["data"]
             value = data["abuseConfidenceScore"]
         except (ValueError, KeyError, TypeError):
-            raise EnricherUnavailable("reputation service answered without a score") from None
+            raise EnricherUnavailable(
+                "reputation service answered without a score"
+            ) from None
         if not isinstance(value, int | float):
             raise EnricherUnavailable("reputation service answered a non-numeric score")
 
@@ -155,7 +161,8 @@ class AbuseIpDbReputation:
     def _get(self, ip: str) -> httpx.Response:
         self.requests += 1
         response = self._client.get(
-            "/api/v2/check", params={"ipAddress": ip, "maxAgeInDays": str(self._max_age)}
+            "/api/v2/check",
+            params={"ipAddress": ip, "maxAgeInDays": str(self._max_age)},
         )
         if response.status_code == 429 or response.status_code >= 500:
             raise _Retryable(f"HTTP {response.status_code}")

@@ -35,8 +35,9 @@ class Evidence(msgspec.Struct, frozen=True, kw_only=True):
 
     Example:
         >>> ThreatModel.default().rate(Evidence(hits=0, inert_hits=1, days=1,
-        ...     techniques=frozenset(), obfuscated=False, exfil=False, commands=False,
-        ...     oob=False, tor=False, kind="isp", research=False, compromised=True)).level
+        ...     techniques=frozenset(), obfuscated=False, exfil=False,
+        ...     commands=False, oob=False, tor=False, kind="isp",
+        ...     research=False, compromised=True)).level
         'Low'
     """
 
@@ -140,11 +141,14 @@ class ThreatModel:
                     raise DataFileError("threat weight research must be 0 or negative")
             elif value < 0:
                 raise DataFileError(
-                    f"threat weight {name} is negative; more evidence must never lower a rating"
+                    f"threat weight {name} is negative; "
+                    "more evidence must never lower a rating"
                 )
         self.levels = levels
         self.weights = weights
-        self.thresholds: tuple[tuple[str, float], ...] = tuple(zip(LEVELS[1:], bounds, strict=True))
+        self.thresholds: tuple[tuple[str, float], ...] = tuple(
+            zip(LEVELS[1:], bounds, strict=True)
+        )
 
     @classmethod
     def default(cls) -> ThreatModel:
@@ -167,9 +171,13 @@ class ThreatModel:
         except FileNotFoundError:
             raise DataFileError(f"threat model file {path} does not exist") from None
         except OSError as exc:
-            raise DataFileError(f"cannot read threat model file {path}: {exc.strerror}") from None
+            raise DataFileError(
+                f"cannot read threat model file {path}: {exc.strerror}"
+            ) from None
         except tomllib.TOMLDecodeError as exc:
-            raise DataFileError(f"threat model file {path} is not valid TOML: {exc}") from None
+            raise DataFileError(
+                f"threat model file {path} is not valid TOML: {exc}"
+            ) from None
 
         return cls._from_data(data, path)
 
@@ -197,10 +205,14 @@ class ThreatModel:
         parts: list[tuple[float, str]] = []
         if evidence.hits > 0:
             more = min(w.attack_more_cap, w.attack_each_more * (evidence.hits - 1))
-            parts.append((w.attack + more, f"{_plural(evidence.hits, 'working JNDI lookup')}"))
+            parts.append(
+                (w.attack + more, f"{_plural(evidence.hits, 'working JNDI lookup')}")
+            )
         if evidence.inert_hits > 0:
             more = min(w.inert_more_cap, w.inert_each_more * (evidence.inert_hits - 1))
-            parts.append((w.inert + more, _plural(evidence.inert_hits, "inert attempt")))
+            parts.append(
+                (w.inert + more, _plural(evidence.inert_hits, "inert attempt"))
+            )
         if evidence.days > 1:
             more = min(w.day_more_cap, w.day_each_more * (evidence.days - 1))
             parts.append((more, f"attacked on {evidence.days} days"))
@@ -208,7 +220,9 @@ class ThreatModel:
             parts.append((w.obfuscated, "obfuscated payload"))
         if evidence.techniques:
             points = min(w.technique_cap, w.technique_each * len(evidence.techniques))
-            parts.append((points, _plural(len(evidence.techniques), "obfuscation technique")))
+            parts.append(
+                (points, _plural(len(evidence.techniques), "obfuscation technique"))
+            )
         if evidence.exfil:
             parts.append((w.exfil, "tries to exfiltrate secrets"))
         if evidence.commands:

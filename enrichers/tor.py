@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import calendar
 import ipaddress
 import os
 import time
@@ -44,7 +45,7 @@ def _host_of(or_address: str) -> str | None:
 
 def _parse_epoch(text: str) -> float | None:
     try:
-        return time.mktime(time.strptime(text.strip(), "%Y-%m-%d %H:%M:%S")) - time.timezone
+        return float(calendar.timegm(time.strptime(text.strip(), "%Y-%m-%d %H:%M:%S")))
     except ValueError:
         return None
 
@@ -60,9 +61,13 @@ def _parse_onionoo(data: bytes, path: Path) -> _Parsed:
     try:
         doc = msgspec.json.decode(data)
     except msgspec.DecodeError:
-        raise DataFileError(f"Tor list {path} looks like JSON but is not valid JSON") from None
+        raise DataFileError(
+            f"Tor list {path} looks like JSON but is not valid JSON"
+        ) from None
     if not isinstance(doc, dict) or not isinstance(doc.get("relays"), list):
-        raise DataFileError(f"Tor list {path} is JSON without an Onionoo 'relays' array")
+        raise DataFileError(
+            f"Tor list {path} is JSON without an Onionoo 'relays' array"
+        )
     found: set[str] = set()
     for relay in doc["relays"]:
         if not isinstance(relay, dict):
@@ -107,8 +112,8 @@ def _parse_exit_addresses(text: str) -> _Parsed:
 def _parse_bulk(text: str, path: Path) -> _Parsed:
     found: set[str] = set()
     bad = 0
-    for line in text.splitlines():
-        line = line.split("#", 1)[0].strip()
+    for raw in text.splitlines():
+        line = raw.split("#", 1)[0].strip()
         if not line:
             continue
         norm = _normalise(line)
@@ -116,7 +121,8 @@ def _parse_bulk(text: str, path: Path) -> _Parsed:
             bad += 1
             if bad > 10 and bad > len(found):
                 raise DataFileError(
-                    f"Tor list {path} is not a bulk exit list (line {line[:40]!r} is no address)"
+                    f"Tor list {path} is not a bulk exit list "
+                    f"(line {line[:40]!r} is no address)"
                 )
             continue
         found.add(norm)
@@ -124,7 +130,9 @@ def _parse_bulk(text: str, path: Path) -> _Parsed:
     return _Parsed(frozenset(found), None, "bulk")
 
 
-def parse_exit_list(data: bytes, path: Path) -> tuple[frozenset[str], float | None, str]:
+def parse_exit_list(
+    data: bytes, path: Path
+) -> tuple[frozenset[str], float | None, str]:
     """Addresses, publication time (if the format has one) and format of a list.
 
     Raises:

@@ -1,4 +1,4 @@
-"""``l4s data update geoip|tor``: fetch enrichment data files and replace them atomically."""
+"""``l4s data update geoip|tor``: fetch enrichment data and replace files atomically."""
 
 from __future__ import annotations
 
@@ -10,7 +10,11 @@ from typing import Any, Literal
 import click
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 from pipeline.datafetch import (
     DEFAULT_TOR_URL,
@@ -94,9 +98,13 @@ def load_data_settings(config: Path | None) -> DataSettings:
         except FileNotFoundError:
             raise ConfigError(f"config file {config} does not exist") from None
         except OSError as exc:
-            raise ConfigError(f"cannot read config file {config}: {exc.strerror}") from None
+            raise ConfigError(
+                f"cannot read config file {config}: {exc.strerror}"
+            ) from None
         except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"config file {config} is not valid TOML: {exc}") from None
+            raise ConfigError(
+                f"config file {config} is not valid TOML: {exc}"
+            ) from None
     try:
         return DataSettings(**table)
     except ValidationError as exc:
@@ -136,7 +144,9 @@ def update_group() -> None:
 
 @update_group.command("geoip")
 @click.option(
-    "--provider", type=click.Choice(["maxmind", "ipinfo", "dbip"]), help="Default: dbip."
+    "--provider",
+    type=click.Choice(["maxmind", "ipinfo", "dbip"]),
+    help="Default: dbip.",
 )
 @click.option("--edition", "editions", multiple=True, help="Edition/file (repeatable).")
 @click.option("--dir", "directory", type=click.Path(path_type=Path, file_okay=False))
@@ -144,11 +154,17 @@ def update_group() -> None:
 @click.option("--license-key", help="MaxMind licence key (prefer the env variable).")
 @click.option("--token", help="IPinfo token (prefer the env variable).")
 @click.option("--base-url", help="Provider root URL (a mirror, or a test server).")
-@click.option("--month", help="DB-IP month as YYYY-MM (default: this month, else last).")
+@click.option(
+    "--month", help="DB-IP month as YYYY-MM (default: this month, else last)."
+)
 @click.option("--timeout", type=float, help="Seconds per request.")
+@click.option(
+    "--retries", type=click.IntRange(1, 10), help="Tries per file (default 3)."
+)
 @click.option("--force", is_flag=True, help="Download even if the file is up to date.")
 @_config_option
 def update_geoip(
+    *,
     provider: str | None,
     editions: tuple[str, ...],
     directory: Path | None,
@@ -158,6 +174,7 @@ def update_geoip(
     base_url: str | None,
     month: str | None,
     timeout: float | None,
+    retries: int | None,
     force: bool,
     config: Path | None,
 ) -> None:
@@ -191,7 +208,13 @@ def update_geoip(
     with httpx.Client(timeout=timeout or settings.timeout) as client:
         for item in items:
             try:
-                result = _fetch_geoip(item, client, settings.retries, not force, dbip_fallback=(chosen == "dbip" and when is None))
+                result = _fetch_geoip(
+                    item,
+                    client,
+                    retries or settings.retries,
+                    not force,
+                    dbip_fallback=chosen == "dbip" and when is None,
+                )
             except DownloadError as exc:
                 click.echo(f"Error: {exc}", err=True)
                 failed += 1
@@ -202,10 +225,21 @@ def update_geoip(
 
 
 def _fetch_geoip(
-    item: Download, client: httpx.Client, retries: int, conditional: bool, *, dbip_fallback: bool
+    item: Download,
+    client: httpx.Client,
+    retries: int,
+    conditional: bool,
+    *,
+    dbip_fallback: bool,
 ) -> FetchResult:
     try:
-        return fetch(item, validate_mmdb, client=client, conditional=conditional, attempts=retries)
+        return fetch(
+            item,
+            validate_mmdb,
+            client=client,
+            conditional=conditional,
+            attempts=retries,
+        )
     except DownloadError as exc:
         # DB-IP publishes a month's files during its first days; until then the
         # previous month's are the newest.
@@ -225,15 +259,24 @@ def _fetch_geoip(
 
 
 @update_group.command("tor")
-@click.option("--url", help="Exit list URL (bulk list, exit-addresses or Onionoo details).")
-@click.option("--out", type=click.Path(path_type=Path, dir_okay=False), help="Target file.")
+@click.option(
+    "--url", help="Exit list URL (bulk list, exit-addresses or Onionoo details)."
+)
+@click.option(
+    "--out", type=click.Path(path_type=Path, dir_okay=False), help="Target file."
+)
 @click.option("--timeout", type=float, help="Seconds per request.")
-@click.option("--force", is_flag=True, help="Download even if not modified since last time.")
+@click.option("--retries", type=click.IntRange(1, 10), help="Tries (default 3).")
+@click.option(
+    "--force", is_flag=True, help="Download even if not modified since last time."
+)
 @_config_option
 def update_tor(
+    *,
     url: str | None,
     out: Path | None,
     timeout: float | None,
+    retries: int | None,
     force: bool,
     config: Path | None,
 ) -> None:
@@ -246,7 +289,11 @@ def update_tor(
     with httpx.Client(timeout=timeout or settings.timeout) as client:
         try:
             result = fetch(
-                item, validate_tor, client=client, conditional=not force, attempts=settings.retries
+                item,
+                validate_tor,
+                client=client,
+                conditional=not force,
+                attempts=retries or settings.retries,
             )
         except DownloadError as exc:
             raise click.ClickException(str(exc)) from None

@@ -1,4 +1,4 @@
-"""Download enrichment data (GeoIP databases, Tor exit lists) and replace files atomically.
+"""Download enrichment data (GeoIP databases, Tor exits) and replace files atomically.
 
 Loading data is not running: these functions run from ``l4s data update``; the
 enrich stage only reads what is on disk and reloads it when the file changes.
@@ -24,7 +24,13 @@ from typing import Literal
 from urllib.parse import urlsplit
 
 import httpx
-from tenacity import RetryError, Retrying, retry_if_exception, stop_after_attempt, wait_exponential
+from tenacity import (
+    RetryError,
+    Retrying,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_exponential,
+)
 
 from enrichers.geo import open_db
 from enrichers.tor import TorExitList
@@ -110,7 +116,9 @@ def _stream_to(response: httpx.Response, target: Path) -> int:
         for chunk in response.iter_bytes(1 << 16):
             size += len(chunk)
             if size > MAX_DOWNLOAD_BYTES:
-                raise DownloadError(f"download is larger than {MAX_DOWNLOAD_BYTES} bytes")
+                raise DownloadError(
+                    f"download is larger than {MAX_DOWNLOAD_BYTES} bytes"
+                )
             fh.write(chunk)
 
     return size
@@ -129,15 +137,20 @@ def _unpack(raw: Path, how: str, target: Path) -> None:
             # Take the one .mmdb member by reading it; nothing is extracted by
             # name, so a hostile archive cannot write outside the target.
             member = next(
-                (m for m in tar.getmembers() if m.isfile() and m.name.endswith(".mmdb")), None
+                (
+                    m
+                    for m in tar.getmembers()
+                    if m.isfile() and m.name.endswith(".mmdb")
+                ),
+                None,
             )
             if member is None:
                 raise DownloadError("the archive holds no .mmdb file")
-            src = tar.extractfile(member)
-            if src is None:
+            packed = tar.extractfile(member)
+            if packed is None:
                 raise DownloadError("the archive's .mmdb member cannot be read")
-            with src, target.open("wb") as out:
-                shutil.copyfileobj(src, out)
+            with packed, target.open("wb") as out:
+                shutil.copyfileobj(packed, out)
     except (OSError, EOFError, tarfile.TarError) as exc:
         raise DownloadError(f"the download is not a valid {how} file: {exc}") from None
 
@@ -177,11 +190,13 @@ def fetch(
         except RetryError as exc:
             cause = exc.last_attempt.exception()
             raise DownloadError(
-                f"cannot download {where}: {_describe(cause)}; {item.dest} is kept as it is"
+                f"cannot download {where}: {_describe(cause)}; "
+                f"{item.dest} is kept as it is"
             ) from None
         except httpx.HTTPError as exc:
             raise DownloadError(
-                f"cannot download {where}: {_describe(exc)}; {item.dest} is kept as it is"
+                f"cannot download {where}: {_describe(exc)}; "
+                f"{item.dest} is kept as it is"
             ) from None
         if status == 304:
             _log.info("data_not_modified", url=where, path=str(item.dest))
@@ -197,7 +212,8 @@ def fetch(
             validate(ready)
         except L4sError as exc:
             raise DownloadError(
-                f"the file from {where} was rejected ({exc}); {item.dest} is kept as it is"
+                f"the file from {where} was rejected ({exc}); "
+                f"{item.dest} is kept as it is"
             ) from None
         if modified is not None:
             os.utime(ready, (modified, modified))
@@ -317,7 +333,9 @@ def geoip_downloads(
     kinds = editions or ["city", "asn"]
     for kind in kinds:
         if kind not in _DBIP_KINDS:
-            raise DownloadError(f"DB-IP has no free {kind!r} file (choose from {_DBIP_KINDS})")
+            raise DownloadError(
+                f"DB-IP has no free {kind!r} file (choose from {_DBIP_KINDS})"
+            )
 
     return [
         Download(

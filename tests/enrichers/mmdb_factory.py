@@ -9,8 +9,16 @@ from typing import Any
 from mmdb_writer import MMDBWriter
 from netaddr import IPSet
 
-EUROPE = {"code": "EU", "geoname_id": 6255148, "names": {"en": "Europe", "de": "Europa"}}
-GERMANY = {"geoname_id": 2921044, "iso_code": "DE", "names": {"en": "Germany", "de": "Deutschland"}}
+EUROPE = {
+    "code": "EU",
+    "geoname_id": 6255148,
+    "names": {"en": "Europe", "de": "Europa"},
+}
+GERMANY = {
+    "geoname_id": 2921044,
+    "iso_code": "DE",
+    "names": {"en": "Germany", "de": "Deutschland"},
+}
 NETHERLANDS = {"geoname_id": 2750405, "iso_code": "NL", "names": {"en": "Netherlands"}}
 NORTH_AMERICA = {"code": "NA", "geoname_id": 6255149, "names": {"en": "North America"}}
 USA = {"geoname_id": 6252001, "iso_code": "US", "names": {"en": "United States"}}
@@ -48,9 +56,26 @@ def maxmind_country(path: Path, database_type: str = "GeoLite2-Country") -> Path
         path,
         database_type,
         [
-            (NET_A, {"continent": EUROPE, "country": GERMANY, "registered_country": NETHERLANDS}),
-            (NET_B, {"continent": NORTH_AMERICA, "country": USA, "registered_country": USA}),
-            (NET_V6, {"continent": EUROPE, "country": NETHERLANDS, "registered_country": NETHERLANDS}),
+            (
+                NET_A,
+                {
+                    "continent": EUROPE,
+                    "country": GERMANY,
+                    "registered_country": NETHERLANDS,
+                },
+            ),
+            (
+                NET_B,
+                {"continent": NORTH_AMERICA, "country": USA, "registered_country": USA},
+            ),
+            (
+                NET_V6,
+                {
+                    "continent": EUROPE,
+                    "country": NETHERLANDS,
+                    "registered_country": NETHERLANDS,
+                },
+            ),
         ],
     )
 
@@ -67,7 +92,11 @@ def maxmind_city(path: Path, database_type: str = "GeoLite2-City") -> Path:
                     "city": berlin,
                     "continent": EUROPE,
                     "country": GERMANY,
-                    "location": {"accuracy_radius": 100, "latitude": 52.5244, "longitude": 13.4105},
+                    "location": {
+                        "accuracy_radius": 100,
+                        "latitude": 52.5244,
+                        "longitude": 13.4105,
+                    },
                     "registered_country": GERMANY,
                 },
             ),
@@ -82,15 +111,35 @@ def maxmind_asn(path: Path, database_type: str = "GeoLite2-ASN") -> Path:
         path,
         database_type,
         [
-            (NET_A, {"autonomous_system_number": 64500, "autonomous_system_organization": "Example Hosting"}),
-            (NET_B, {"autonomous_system_number": 64501, "autonomous_system_organization": "Example Broadband"}),
-            (NET_V6, {"autonomous_system_number": 64502, "autonomous_system_organization": "Example Six"}),
+            (
+                NET_A,
+                {
+                    "autonomous_system_number": 64500,
+                    "autonomous_system_organization": "Example Hosting",
+                },
+            ),
+            (
+                NET_B,
+                {
+                    "autonomous_system_number": 64501,
+                    "autonomous_system_organization": "Example Broadband",
+                },
+            ),
+            (
+                NET_V6,
+                {
+                    "autonomous_system_number": 64502,
+                    "autonomous_system_organization": "Example Six",
+                },
+            ),
         ],
     )
 
 
 def ipinfo_lite(path: Path, database_type: str = "ipinfo lite.mmdb") -> Path:
-    def row(cc: str, name: str, cont: str, cont_name: str, asn: str, org: str) -> dict[str, Any]:
+    def row(
+        cc: str, name: str, cont: str, cont_name: str, asn: str, org: str
+    ) -> dict[str, Any]:
         return {
             "country": name,
             "country_code": cc,
@@ -106,8 +155,21 @@ def ipinfo_lite(path: Path, database_type: str = "ipinfo lite.mmdb") -> Path:
         database_type,
         [
             (NET_A, row("DE", "Germany", "EU", "Europe", "AS64500", "Example Hosting")),
-            (NET_B, row("US", "United States", "NA", "North America", "AS64501", "Example Broadband")),
-            (NET_V6, row("NL", "Netherlands", "EU", "Europe", "AS64502", "Example Six")),
+            (
+                NET_B,
+                row(
+                    "US",
+                    "United States",
+                    "NA",
+                    "North America",
+                    "AS64501",
+                    "Example Broadband",
+                ),
+            ),
+            (
+                NET_V6,
+                row("NL", "Netherlands", "EU", "Europe", "AS64502", "Example Six"),
+            ),
         ],
     )
 
@@ -116,7 +178,11 @@ def ip_location_country(path: Path) -> Path:
     return write(
         path,
         "country",
-        [(NET_A, {"country_code": "DE"}), (NET_B, {"country_code": "US"}), (NET_V6, {"country_code": "NL"})],
+        [
+            (NET_A, {"country_code": "DE"}),
+            (NET_B, {"country_code": "US"}),
+            (NET_V6, {"country_code": "NL"}),
+        ],
     )
 
 
@@ -125,8 +191,20 @@ def ip_location_asn(path: Path) -> Path:
         path,
         "asn",
         [
-            (NET_A, {"autonomous_system_number": 64500, "autonomous_system_organization": "Example Hosting"}),
-            (NET_B, {"autonomous_system_number": 64501, "autonomous_system_organization": "Example Broadband"}),
+            (
+                NET_A,
+                {
+                    "autonomous_system_number": 64500,
+                    "autonomous_system_organization": "Example Hosting",
+                },
+            ),
+            (
+                NET_B,
+                {
+                    "autonomous_system_number": 64501,
+                    "autonomous_system_organization": "Example Broadband",
+                },
+            ),
         ],
     )
 
