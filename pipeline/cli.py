@@ -251,6 +251,15 @@ def blocklist_export(settings: Settings, fmt: str) -> None:
             click.echo(json.dumps(entries[address], sort_keys=True))
 
 
+def _register_groups() -> None:
+    from pipeline.cli_data import data_group
+
+    cli.add_command(data_group)
+
+
+_register_groups()
+
+
 def _date(value: datetime | None) -> Any:
     return value.date() if value is not None else None
 
@@ -262,9 +271,13 @@ def main() -> None:
     except click.exceptions.Abort:
         click.echo("l4s: aborted", err=True)
         sys.exit(130)
-    except click.ClickException as exc:
-        command = f" {exc.ctx.command_path.split(' ', 1)[1]}" if getattr(exc, "ctx", None) and " " in exc.ctx.command_path else ""  # type: ignore[union-attr]
+    except click.UsageError as exc:
+        path = exc.ctx.command_path.split(" ", 1) if exc.ctx is not None else []
+        command = f" {path[1]}" if len(path) > 1 else ""
         click.echo(f"l4s: error: {exc.format_message()} (see: l4s{command} --help)", err=True)
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        click.echo(f"l4s: error: {exc.format_message()}", err=True)
         sys.exit(exc.exit_code)
     except ConfigError as exc:
         click.echo(f"l4s: error: {exc}", err=True)

@@ -3,21 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
-import tomllib
 from pathlib import Path
-from typing import Any, Literal
 
 import click
 import httpx
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
-from pydantic_settings import (
-    BaseSettings,
-    PydanticBaseSettingsSource,
-    SettingsConfigDict,
-)
+from pydantic import SecretStr
 
 from pipeline.datafetch import (
-    DEFAULT_TOR_URL,
     Download,
     DownloadError,
     FetchResult,
@@ -27,90 +19,24 @@ from pipeline.datafetch import (
     validate_mmdb,
     validate_tor,
 )
-from pipeline.errors import ConfigError
-
-
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class GeoipSource(_Section):
-    """Where GeoIP databases come from and where they go."""
-
-    provider: Literal["maxmind", "ipinfo", "dbip"] = "dbip"
-    editions: list[str] = Field(default_factory=list)
-    directory: Path = Path("data/geoip")
-    account_id: str | None = None
-    license_key: SecretStr | None = None
-    token: SecretStr | None = None
-    base_url: str | None = None
-
-
-class TorSource(_Section):
-    """Where the Tor exit list comes from and where it goes."""
-
-    url: str = DEFAULT_TOR_URL
-    path: Path = Path("data/tor-exits.txt")
-
-
-class DataSettings(BaseSettings):
-    """The ``[data]`` section: read from ``L4S_DATA__*`` and a TOML file's ``[data]``.
-
-    Env names follow the l4s convention (``L4S_DATA__GEOIP__LICENSE_KEY``), so the
-    section can join the main settings unchanged.
-    """
-
-    model_config = SettingsConfigDict(
-        env_prefix="L4S_DATA__", env_nested_delimiter="__", extra="forbid"
-    )
-
-    geoip: GeoipSource = Field(default_factory=GeoipSource)
-    tor: TorSource = Field(default_factory=TorSource)
-    timeout: float = Field(default=60.0, gt=0)
-    retries: int = Field(default=3, ge=1, le=10)
-
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return env_settings, init_settings
+from pipeline.config import DataSettings, Settings
+from pipeline.config import load as load_settings
 
 
 def load_data_settings(config: Path | None) -> DataSettings:
-    """The data settings from the ``[data]`` table of ``config`` and the environment.
+    """The ``[data]`` section of the l4s settings (file, then ``L4S_DATA__*``).
 
     Raises:
         ConfigError: unreadable file or an invalid setting, in one line.
     """
-    # XXX(#4): the main Settings (pipeline/config.py) has no ``data`` section yet
-    # and forbids unknown tables, so a shared config file with ``[data]`` fails
-    # there; until it gains ``data: DataSettings`` keep ``[data]`` in its own file.
-    table: dict[str, Any] = {}
-    if config is not None:
-        try:
-            with config.open("rb") as fh:
-                table = tomllib.load(fh).get("data", {})
-        except FileNotFoundError:
-            raise ConfigError(f"config file {config} does not exist") from None
-        except OSError as exc:
-            raise ConfigError(
-                f"cannot read config file {config}: {exc.strerror}"
-            ) from None
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(
-                f"config file {config} is not valid TOML: {exc}"
-            ) from None
-    try:
-        return DataSettings(**table)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise ConfigError(f"invalid setting data.{where}: {first['msg']}") from None
+    return load_settings(config).data
+
+
+def _data_settings() -> DataSettings:
+    # Under ``l4s`` the group's parent has loaded the settings (--config); a
+    # bare invocation of the group reads $L4S_CONFIG and the environment.
+    settings = click.get_current_context().find_object(Settings)
+    return settings.data if settings is not None else load_data_settings(None)
 
 
 def _secret(value: SecretStr | None) -> str | None:
@@ -122,14 +48,6 @@ def _report(result: FetchResult) -> None:
         click.echo(f"not modified: {result.path}")
     else:
         click.echo(f"updated: {result.path} ({result.size} bytes)")
-
-
-_config_option = click.option(
-    "--config",
-    type=click.Path(path_type=Path, dir_okay=False),
-    envvar="L4S_DATA_CONFIG",
-    help="TOML file whose [data] table holds sources and credentials.",
-)
 
 
 @click.group("data")
@@ -162,7 +80,6 @@ def update_group() -> None:
     "--retries", type=click.IntRange(1, 10), help="Tries per file (default 3)."
 )
 @click.option("--force", is_flag=True, help="Download even if the file is up to date.")
-@_config_option
 def update_geoip(
     *,
     provider: str | None,
@@ -176,13 +93,9 @@ def update_geoip(
     timeout: float | None,
     retries: int | None,
     force: bool,
-    config: Path | None,
 ) -> None:
     """Download GeoIP/ASN databases from MaxMind, IPinfo or DB-IP."""
-    try:
-        settings = load_data_settings(config)
-    except ConfigError as exc:
-        raise click.ClickException(str(exc)) from None
+    settings = _data_settings()
     src = settings.geoip
     chosen = provider or src.provider
     when: dt.date | None = None
@@ -216,7 +129,7 @@ def update_geoip(
                     dbip_fallback=chosen == "dbip" and when is None,
                 )
             except DownloadError as exc:
-                click.echo(f"Error: {exc}", err=True)
+                click.echo(f"l4s: error: {exc}", err=True)
                 failed += 1
                 continue
             _report(result)
@@ -270,7 +183,6 @@ def _fetch_geoip(
 @click.option(
     "--force", is_flag=True, help="Download even if not modified since last time."
 )
-@_config_option
 def update_tor(
     *,
     url: str | None,
@@ -278,13 +190,9 @@ def update_tor(
     timeout: float | None,
     retries: int | None,
     force: bool,
-    config: Path | None,
 ) -> None:
     """Download the Tor exit list, keeping the last good copy on any failure."""
-    try:
-        settings = load_data_settings(config)
-    except ConfigError as exc:
-        raise click.ClickException(str(exc)) from None
+    settings = _data_settings()
     item = Download(url=url or settings.tor.url, dest=out or settings.tor.path)
     with httpx.Client(timeout=timeout or settings.timeout) as client:
         try:

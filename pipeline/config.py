@@ -12,7 +12,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from pipeline.errors import ConfigError
@@ -64,6 +64,41 @@ class EnrichSettings(_Section):
     tor_exits: Path | None = None
 
 
+#: The Tor Project's bulk exit list.
+DEFAULT_TOR_URL = "https://check.torproject.org/torbulkexitlist"
+
+
+class GeoipSource(_Section):
+    """Where GeoIP databases come from and where they go."""
+
+    provider: Literal["maxmind", "ipinfo", "dbip"] = "dbip"
+    editions: list[str] = Field(default_factory=list)
+    directory: Path = Path("data/geoip")
+    account_id: str | None = None
+    license_key: SecretStr | None = None
+    token: SecretStr | None = None
+    base_url: str | None = None
+
+
+class TorSource(_Section):
+    """Where the Tor exit list comes from and where it goes."""
+
+    url: str = DEFAULT_TOR_URL
+    path: Path = Path("data/tor-exits.txt")
+
+
+class DataSettings(_Section):
+    """Where ``l4s data update`` fetches enrichment data from, and its credentials.
+
+    Secrets are best given as env vars (``L4S_DATA__GEOIP__LICENSE_KEY``).
+    """
+
+    geoip: GeoipSource = Field(default_factory=GeoipSource)
+    tor: TorSource = Field(default_factory=TorSource)
+    timeout: float = Field(default=60.0, gt=0)
+    retries: int = Field(default=3, ge=1, le=10)
+
+
 class BlocklistSettings(_Section):
     min_level: Level = "Dangerous"
     dry_run: bool = False
@@ -84,6 +119,7 @@ class Settings(BaseSettings):
     detect: DetectSettings = Field(default_factory=DetectSettings)
     enrich: EnrichSettings = Field(default_factory=EnrichSettings)
     blocklist: BlocklistSettings = Field(default_factory=BlocklistSettings)
+    data: DataSettings = Field(default_factory=DataSettings)
     metrics_port: int | None = Field(default=None, ge=0, le=65535)
     timezone: str = "UTC"
 

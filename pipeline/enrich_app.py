@@ -28,6 +28,7 @@ from pipeline import events, log
 from pipeline.config import Settings
 from pipeline.ecs import event_document
 from pipeline.enrich_stage import EnrichStage, Handled
+from pipeline.errors import PoisonRecord
 from pipeline.metrics import Metrics
 from pipeline.store import RedisStore
 
@@ -106,7 +107,13 @@ class EnrichWorker:
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
             await self._dead_letter(event, value, str(exc)[:200])
             return
-        handled = await self._redis(self.stage.handle, detection, self.store)
+        try:
+            handled = await self._redis(self.stage.handle, detection, self.store)
+        except PoisonRecord as exc:
+            # A detection the stage cannot use (e.g. a source that is no address):
+            # it came from outside l4s's detect worker, or from an older version.
+            await self._dead_letter(event, value, str(exc)[:200], reason=exc.reason)
+            return
         await self._emit(handled)
         self._observe(handled)
 
@@ -129,16 +136,18 @@ class EnrichWorker:
         kind = "new" if published is None else "update"
         self.metrics.blocklist_records.labels(kind=kind).inc()
 
-    async def _dead_letter(self, event: faust.EventT[bytes], value: bytes, detail: str) -> None:
+    async def _dead_letter(
+        self, event: faust.EventT[bytes], value: bytes, detail: str, reason: str = "bad_detection"
+    ) -> None:
         message = event.message
         source = f"{message.topic}/{message.partition}/{message.offset}"
-        _log.warning("record_dead_lettered", reason="bad_detection", source=source)
-        self.metrics.dead_letters.labels(stage="enrich", reason="bad_detection").inc()
+        _log.warning("record_dead_lettered", reason=reason, source=source)
+        self.metrics.dead_letters.labels(stage="enrich", reason=reason).inc()
         await self.dead_letter_topic.send(
             key=None,
             value=value,
             headers={
-                "l4s-reason": b"bad_detection",
+                "l4s-reason": reason.encode(),
                 "l4s-detail": detail.encode(),
                 "l4s-source": source.encode(),
                 "l4s-stage": b"enrich",
