@@ -9,6 +9,8 @@ import click
 import httpx
 from pydantic import SecretStr
 
+from pipeline.config import DataSettings, Settings
+from pipeline.config import load as load_settings
 from pipeline.datafetch import (
     Download,
     DownloadError,
@@ -19,8 +21,6 @@ from pipeline.datafetch import (
     validate_mmdb,
     validate_tor,
 )
-from pipeline.config import DataSettings, Settings
-from pipeline.config import load as load_settings
 
 
 def load_data_settings(config: Path | None) -> DataSettings:

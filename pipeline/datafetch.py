@@ -42,7 +42,6 @@ _log = log.get("data")
 Provider = Literal["maxmind", "ipinfo", "dbip"]
 #: Largest download accepted (GeoIP2 City is ~70 MB unpacked, 40 MB packed).
 MAX_DOWNLOAD_BYTES = 1024 * 1024 * 1024
-from pipeline.config import DEFAULT_TOR_URL
 MAXMIND_BASE = "https://download.maxmind.com"
 IPINFO_BASE = "https://ipinfo.io"
 DBIP_BASE = "https://download.db-ip.com"

@@ -12,20 +12,32 @@ from __future__ import annotations
 import json
 import signal
 import time
-from collections import defaultdict
 from collections.abc import Callable, Sequence
 from types import FrameType
 from typing import Any
 
 import redis
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka import (
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    Producer,
+    TopicPartition,
+)
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, wait_exponential
 
 from pipeline import events, log
 from pipeline.config import Settings
 from pipeline.detect_stage import BatchOutcome, DetectStage, RawRecord
 from pipeline.errors import ServiceUnavailable
-from pipeline.kafka_io import FORMAT_HEADER, check_broker, client_config, delivery_tracker, producer_config
+from pipeline.kafka_io import (
+    FORMAT_HEADER,
+    check_broker,
+    client_config,
+    delivery_tracker,
+    producer_config,
+)
 from pipeline.metrics import Metrics, field_label, scheme_label
 from pipeline.store import RedisStore
 

@@ -78,9 +78,7 @@ def _compact(value: dict[str, Any]) -> dict[str, Any]:
     """Drop keys whose value is None or an empty container."""
     out = {}
     for key, item in value.items():
-        if isinstance(item, dict):
-            item = _compact(item)
-        if item is None or item == {} or item == []:
-            continue
-        out[key] = item
+        kept = _compact(item) if isinstance(item, dict) else item
+        if kept is not None and kept not in ({}, []):
+            out[key] = kept
     return out

@@ -22,7 +22,12 @@ from typing import Any, TypeVar
 import faust
 import msgspec
 import redis
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_exponential
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception_type,
+    wait_exponential,
+)
 
 from pipeline import events, log
 from pipeline.config import Settings

@@ -17,8 +17,8 @@ def inputs(values: Iterable[str], json_input: bool, field: str, stdin: TextIO) -
         for value in values:
             yield value, field
         return
-    for number, line in enumerate(stdin, 1):
-        line = line.rstrip("\r\n")
+    for number, raw_line in enumerate(stdin, 1):
+        line = raw_line.rstrip("\r\n")
         if not json_input:
             yield line, field
             continue

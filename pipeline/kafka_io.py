@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -122,8 +123,6 @@ def delivery_tracker() -> tuple[list[str], Callable[[KafkaError | None, Message]
 
 def delete_everything(settings: Settings, groups: list[str], timeout: float = 60.0) -> list[str]:
     """Delete l4s's topics and consumer groups; returns what existed and was deleted."""
-    import time
-
     admin = check_broker(settings)
     existing = set(admin.list_topics(timeout=timeout).topics)
     names = [spec.topic for spec in topic_specs(settings)]

@@ -8,11 +8,22 @@ from dataclasses import dataclass
 
 from confluent_kafka import Producer
 from pyrate_limiter import Duration, Limiter, Rate
-from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TextColumn,
+    TransferSpeedColumn,
+)
 
 from pipeline.config import Settings
 from pipeline.errors import ServiceUnavailable
-from pipeline.kafka_io import FORMAT_HEADER, check_broker, delivery_tracker, producer_config
+from pipeline.kafka_io import (
+    FORMAT_HEADER,
+    check_broker,
+    delivery_tracker,
+    producer_config,
+)
 from pipeline.sources import lines, open_log, size_of
 
 #: Records acquired from the rate limiter at a time, so pacing costs little.

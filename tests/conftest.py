@@ -78,6 +78,7 @@ class Namespace:
         result = subprocess.run(
             [sys.executable, "-m", "pipeline", "--log-format", "json", *args],
             capture_output=True,
+            check=False,
             text=True,
             env=self.env,
             timeout=timeout,

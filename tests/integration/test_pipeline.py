@@ -6,7 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer
+from confluent_kafka.admin import AdminClient
 
 from tests.conftest import DEMO, Namespace
 
@@ -108,8 +109,6 @@ def test_redelivered_records_are_counted_once(namespace: Namespace) -> None:
 
 
 def forget_offsets(ns: Namespace) -> None:
-    from confluent_kafka.admin import AdminClient
-
     admin = AdminClient({"bootstrap.servers": ns.stack.bootstrap})
     groups = [ns.env["L4S_DETECT__GROUP"], ns.env["L4S_ENRICH__APP_ID"]]
     for future in admin.delete_consumer_groups(groups, request_timeout=30).values():

@@ -16,6 +16,7 @@ def l4s(*args: str, env: dict[str, str] | None = None, stdin: str | None = None)
     return subprocess.run(
         [sys.executable, "-m", "pipeline", *args],
         capture_output=True,
+        check=False,
         text=True,
         env={**os.environ, **(env or {})},
         input=stdin,

@@ -8,7 +8,14 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from pipeline.store import DetectionFacts, MemoryStore, RedisStore, Store, day_of, split_event_id
+from pipeline.store import (
+    DetectionFacts,
+    MemoryStore,
+    RedisStore,
+    Store,
+    day_of,
+    split_event_id,
+)
 from tests.conftest import Stack
 
 
