@@ -21,8 +21,22 @@ from pipeline.config import Settings
 from pipeline.events import Detection
 from pipeline.store import DetectionFacts, SourceAggregate, Store, day_of
 
-#: Techniques that mean a payload was written plainly, not obfuscated.
-PLAIN_TECHNIQUES = frozenset({"plain"})
+#: Technique tags that describe the payload's target or the engine, not an effort
+#: to hide the lookup; every other tag counts as obfuscation evidence.
+NOT_OBFUSCATION = frozenset(
+    {
+        "plain",
+        "exfiltration",
+        "host-fragment",
+        "ipv6",
+        "ip-literal",
+        "uncommon-scheme",
+        "exploit-kit-command",
+        "oob-service",
+        "commons-text",
+        "limit-hit",
+    }
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,7 +150,7 @@ class EnrichStage:
             flags.add("commands")
         if any(f.oob for f in d.findings):
             flags.add("oob")
-        if d.malicious and set(d.techniques) - PLAIN_TECHNIQUES:
+        if d.malicious and set(d.techniques) - NOT_OBFUSCATION:
             flags.add("obfuscated")
         return DetectionFacts(
             day=day_of(d.timestamp, self.zone),

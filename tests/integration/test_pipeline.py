@@ -87,7 +87,7 @@ def test_malformed_record_is_dead_lettered_and_the_worker_keeps_going(namespace:
     assert counts["attacks"] == 1
 
     dead = read_topic(namespace, namespace.env["L4S_TOPICS__DEAD_LETTER"], expected=2)
-    assert [value for value, _ in dead] == [garbage, b'{"@timestamp": 12, "source": ']
+    assert sorted(value for value, _ in dead) == sorted([garbage, b'{"@timestamp": 12, "source": '])
     for _, headers in dead:
         assert headers["l4s-reason"] in (b"not_access_log", b"not_json")
         assert headers["l4s-source"].startswith(namespace.env["L4S_TOPICS__INPUT"].encode() + b"/")
