@@ -169,7 +169,7 @@ class EnrichStage:
             hits=aggregate.hits,
             inert_hits=aggregate.inert,
             days=aggregate.days,
-            techniques=aggregate.techniques,
+            techniques=aggregate.techniques - NOT_OBFUSCATION,
             obfuscated="obfuscated" in flags,
             exfil="exfil" in flags,
             commands="commands" in flags,
