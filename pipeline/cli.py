@@ -211,7 +211,7 @@ def scan(settings: Settings, files: tuple[str, ...], as_json: bool, first: datet
     from pipeline.scan import scan as run
 
     settings = _override(settings, detect__format=fmt, enrich__geoip_db=geoip_db, enrich__asn_db=asn_db, enrich__tor_exits=tor_exits)
-    result = run(files, settings)
+    result = run(files, settings, fmt=fmt)
     _report_output(reports.build(result.store, _date(first), _date(last)), as_json)
     if blocklist_out is not None:
         with blocklist_out.open("w") as out:
