@@ -176,6 +176,23 @@ _DECODERS: tuple[tuple[str, Callable[[str], bool], Callable[[str], str]], ...] =
 )
 
 
+#: Every decoder by name, for replaying a chain of decodings on another text.
+DECODERS: dict[str, Callable[[str], str]] = {
+    **{name: decode for name, _applies, decode in _DECODERS},
+    FORM: form_decode,
+}
+
+
+def replay(text: str, decodings: tuple[str, ...]) -> str:
+    """Apply the named decodings to ``text`` in order (base64 is not replayable)."""
+    for name in decodings:
+        decoder = DECODERS.get(name)
+        if decoder is not None:
+            text = decoder(text)
+
+    return text
+
+
 def candidates(value: str, field: str = "value") -> list[Candidate]:
     """Every decoded form of ``value`` worth evaluating, fewest decodings first.
 

