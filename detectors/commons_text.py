@@ -21,9 +21,7 @@ from detectors import iocs
 from detectors.interpreter import Limits
 from detectors.model import CVE_COMMONS_TEXT, FAMILY_COMMONS_TEXT, Lookup
 
-_SHAPE = re.compile(
-    r"\$\{\s*(?:script|dns|url|file|base64decoder|urldecoder)\s*:", re.IGNORECASE
-)
+_SHAPE = re.compile(r"\$\{\s*(?:script|dns|url|file|base64decoder|urldecoder)\s*:")
 _EXEC = re.compile(r"exec\(\s*(['\"])(.*?)\1", re.DOTALL)
 _REMOTE = frozenset({"script", "dns", "url"})
 
@@ -34,7 +32,7 @@ class _Stop(Exception):
 
 def shaped(text: str) -> bool:
     """True when ``text`` holds a Commons Text lookup prefix an attacker would use."""
-    return "${" in text and _SHAPE.search(text) is not None
+    return "${" in text and _SHAPE.search(text.lower()) is not None
 
 
 def lookups(

@@ -46,7 +46,7 @@ _NOT_OBFUSCATION = frozenset(
         "uncommon-scheme",
     }
 )
-_JNDI_SHAPE = re.compile(r"\$\{\s*j\s*n\s*d\s*i", re.IGNORECASE)
+_JNDI_SHAPE = re.compile(r"\$\{\s*j\s*n\s*d\s*i")
 
 
 def analyze(
@@ -248,7 +248,9 @@ def _attack_shaped(text: str, evaluation: Evaluation) -> bool:
     if commons_text.shaped(text):
         return True
 
-    return _JNDI_SHAPE.search(text) is not None
+    lowered = text.lower()
+
+    return "jndi" in lowered and _JNDI_SHAPE.search(lowered) is not None
 
 
 __all__ = ["CVE_COMMONS_TEXT", "FAMILY_COMMONS_TEXT", "analyze", "analyze_fields"]

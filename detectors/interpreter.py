@@ -26,7 +26,7 @@ from detectors.model import LIMIT_DEPTH, LIMIT_STEPS
 
 #: Bounds on the work for one string (see :class:`Limits`).
 DEFAULT_MAX_DEPTH = 32
-DEFAULT_MAX_STEPS = 4096
+DEFAULT_MAX_STEPS = 1024
 
 PLACEHOLDER_OPEN = "\u27ea"
 PLACEHOLDER_CLOSE = "\u27eb"
@@ -81,7 +81,7 @@ class Limits:
 
     Example:
         >>> Limits(max_depth=8).max_steps
-        4096
+        1024
     """
 
     max_depth: int = DEFAULT_MAX_DEPTH
@@ -116,6 +116,7 @@ class Evaluation:
         techniques: technique tags observed.
         aborted: ``recursion`` or ``illegal-argument`` when Log4j would throw.
         limit_hit: the work bound that stopped evaluation, if any.
+        steps: work done, in the units of :attr:`Limits.max_steps`.
     """
 
     output: str = ""
@@ -124,6 +125,7 @@ class Evaluation:
     techniques: set[str] = field(default_factory=set)
     aborted: str | None = None
     limit_hit: str | None = None
+    steps: int = 0
 
 
 def evaluate(value: str, limits: Limits | None = None) -> Evaluation:
@@ -145,6 +147,7 @@ def evaluate(value: str, limits: Limits | None = None) -> Evaluation:
         result.limit_hit = exc.kind
     except RecursionError:
         result.limit_hit = LIMIT_DEPTH
+    result.steps = run.steps
 
     return result
 

@@ -1,4 +1,4 @@
-"""Fixtures for the engine tests: the Log4j 2.14.1 oracle used by differential tests."""
+"""Engine test fixtures: the Log4j 2.14.1 oracle of the differential tests."""
 
 from __future__ import annotations
 
@@ -70,7 +70,7 @@ class Log4jOracle:
 
 
 def _build_oracle() -> list[str]:
-    """Build the harness with Maven once (cached by source hash); return the java argv."""
+    """Build the harness once (cached by source hash); return the java command."""
     java = shutil.which("java")
     mvn = shutil.which("mvn")
     if java is None or mvn is None:
@@ -84,8 +84,15 @@ def _build_oracle() -> list[str]:
     classpath_file = build / "classpath.txt"
     if not classpath_file.exists():
         subprocess.run(
-            [mvn, "-q", "-B", f"-Doracle.build={build}", "-f", str(ORACLE_DIR / "pom.xml"),
-             "compile"],
+            [
+                mvn,
+                "-q",
+                "-B",
+                f"-Doracle.build={build}",
+                "-f",
+                str(ORACLE_DIR / "pom.xml"),
+                "compile",
+            ],
             check=True,
             timeout=600,
         )
@@ -106,7 +113,9 @@ def _build_oracle() -> list[str]:
     # to reach anything even if the recorder or the SecurityManager were bypassed.
     unshare = shutil.which("unshare")
     if unshare is not None:
-        probe = subprocess.run([unshare, "-n", "true"], capture_output=True, check=False)
+        probe = subprocess.run(
+            [unshare, "-n", "true"], capture_output=True, check=False
+        )
         if probe.returncode == 0:
             argv = [unshare, "-n", *argv]
 

@@ -25,7 +25,14 @@ HOSTS = (
     "[2001:db8::7]",
     "[2001:db8:1::ab]",
 )
-PATHS = ("/a", "/Exploit", "/Basic/Command/Base64/d2hvYW1p", "/o=tomcat", "/x/y?z=1", "")
+PATHS = (
+    "/a",
+    "/Exploit",
+    "/Basic/Command/Base64/d2hvYW1p",
+    "/o=tomcat",
+    "/x/y?z=1",
+    "",
+)
 
 
 @dataclass(frozen=True)
@@ -44,41 +51,64 @@ def random_url(rng: random.Random) -> str:
     return f"{rng.choice(SCHEMES)}://{rng.choice(HOSTS)}{port}{rng.choice(PATHS)}"
 
 
+_UNSET = (
+    ("env", "env-lookup"),
+    ("sys", "sys-lookup"),
+    ("ctx", "context-lookup"),
+    ("main", "context-lookup"),
+)
+
+
 def _char(c: str, rng: random.Random, in_prefix: bool, used: set[str]) -> str:
-    """One character of the lookup written with a random technique."""
+    """One character of the lookup, written with a random technique (tags to used)."""
     choices = ["plain", "default", "empty", "env", "unknown", "date", "nested"]
-    if c.isalpha():
+    if c.islower():
         choices.append("lower")
+    if c.isupper() or (in_prefix and c.isalpha()):
+        choices.append("upper")
     if in_prefix and c.isalpha():
-        choices += ["upper", "case"]
+        choices.append("case")
         if c == "i":
             choices.append("dotless")
     kind = rng.choice(choices)
     if kind == "plain":
         return c
-    used.add(kind)
     if kind == "default":
-        return "${" + rng.choice(("", ":", "::", "x", "NaN", "a:b")) + ":-" + c + "}"
+        used.add("default-value")
+        return "${" + rng.choice(("x", "NaN", "a:b", "Q")) + ":-" + c + "}"
     if kind == "empty":
-        return "${::-" + c + "}"
+        used.update(("empty-key", "default-value"))
+        return "${" + rng.choice(("::", ":", "")) + ":-" + c + "}"
     if kind == "env":
+        prefix, tag = rng.choice(_UNSET)
+        used.update((tag, "default-value"))
         name = rng.choice(("NaN", "BARFOO", "ANY", "x1"))
-        return "${" + rng.choice(("env", "sys", "ctx", "main")) + ":" + name + ":-" + c + "}"
+        return "${" + prefix + ":" + name + ":-" + c + "}"
     if kind == "unknown":
-        return "${" + rng.choice(("k8s", "docker", "spring", "foo", "web")) + ":k5:-" + c + "}"
+        used.update(("unknown-lookup", "default-value"))
+        prefix = rng.choice(("k8s", "docker", "spring", "foo", "web"))
+        return "${" + prefix + ":k5:-" + c + "}"
     if kind == "date":
+        used.add("date-lookup")
         return "${date:'" + c.replace("'", "''") + "'}"
     if kind == "nested":
-        return "${${::-" + rng.choice(("l", "L")) + "}ower:" + c + "}" if c.isalpha() else (
-            "${${::-::}-" + c + "}"
-        )
+        used.add("nested")
+        if c.islower():
+            used.add("lower")
+            return "${${::-" + rng.choice(("l", "L")) + "}ower:" + c + "}"
+        used.update(("empty-key", "default-value"))
+        return "${${::-::}-" + c + "}"
     if kind == "lower":
+        used.add("lower")
         return "${lower:" + rng.choice((c, c.upper())) + "}"
     if kind == "upper":
+        used.add("upper")
         return "${upper:" + c + "}"
     if kind == "dotless":
+        used.update(("upper", "unicode-case"))
         return "${upper:\u0131}"
-    return c.upper()  # case: the prefix is case-insensitive
+    used.add("prefix-case")
+    return c.upper()  # the prefix is case-insensitive
 
 
 def obfuscate_lookup(url: str, rng: random.Random) -> tuple[str, tuple[str, ...]]:
@@ -102,7 +132,9 @@ def _url_encode_all(text: str) -> str:
 
 def transport(text: str, rng: random.Random) -> tuple[str, tuple[str, ...]]:
     """Wrap ``text`` in a random transport encoding; returns (value, decodings)."""
-    kind = rng.choice(("none", "url", "url2", "url3", "html", "unicode", "hex", "basic"))
+    kind = rng.choice(
+        ("none", "url", "url2", "url3", "html", "unicode", "hex", "basic")
+    )
     if kind == "none":
         return text, ()
     if kind == "url":
@@ -115,7 +147,8 @@ def transport(text: str, rng: random.Random) -> tuple[str, tuple[str, ...]]:
     if kind == "html":
         return "".join(
             rng.choice((f"&#{ord(c)};", f"&#x{ord(c):x};", f"&#00{ord(c)};", c))
-            if c in "${}:" else c
+            if c in "${}:"
+            else c
             for c in text
         ), ("html-entity",)
     if kind == "unicode":
@@ -139,11 +172,55 @@ def obfuscated(rng: random.Random) -> Obfuscated:
 
 
 _TOKENS = (
-    "${", "${", "${", "}", "}", "}", ":-", ":", "::-", ":\\-", "$", "$$", "{", "-",
-    "jndi:", "JnDi:", "j", "n", "d", "i", "ldap://x.test/a", "rmi://198.51.100.1/b",
-    "lower:", "upper:", "env:", "sys:", "date:", "java:version", "java:nope", "ctx:",
-    "main:", "map:", "k8s:", "hostName", "event:Level", "'", "''", "yyyy", "q",
-    "\u0131", "\u0130", "\u017f", "\u00df", "a", "B", " ", "/", "${::-j}", "${jndi:",
+    "${",
+    "${",
+    "${",
+    "}",
+    "}",
+    "}",
+    ":-",
+    ":",
+    "::-",
+    ":\\-",
+    "$",
+    "$$",
+    "{",
+    "-",
+    "jndi:",
+    "JnDi:",
+    "j",
+    "n",
+    "d",
+    "i",
+    "ldap://x.test/a",
+    "rmi://198.51.100.1/b",
+    "lower:",
+    "upper:",
+    "env:",
+    "sys:",
+    "date:",
+    "java:version",
+    "java:nope",
+    "ctx:",
+    "main:",
+    "map:",
+    "k8s:",
+    "hostName",
+    "event:Level",
+    "'",
+    "''",
+    "yyyy",
+    "q",
+    "\u0131",
+    "\u0130",
+    "\u017f",
+    "\u00df",
+    "a",
+    "B",
+    " ",
+    "/",
+    "${::-j}",
+    "${jndi:",
 )
 
 

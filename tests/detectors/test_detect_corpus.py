@@ -1,4 +1,4 @@
-"""The payload corpus: every public form is detected as expected, look-alikes stay benign."""
+"""Payload corpus: public forms are detected as expected; look-alikes stay benign."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ def _load(name: str) -> list[dict[str, Any]]:
 
 ATTACKS = _load("payloads.jsonl")
 BENIGN = _load("payloads_benign.jsonl")
+PREFIX = '192.0.2.1 - - [10/Dec/2021:14:25:38 +0000] "GET / HTTP/1.1" 200 5 "-" '
 _LOOKUP_KEYS = ("url", "scheme", "host", "port", "path", "oob", "family")
 _TUPLE_KEYS = ("decodings", "exfil", "commands", "cves")
 
@@ -65,8 +66,10 @@ def test_benign_corpus_case_stays_benign(case: dict[str, Any]) -> None:
 
 
 @pytest.mark.parametrize("case", ATTACKS, ids=[c["id"] for c in ATTACKS])
-def test_prefilter_accepts_every_attack_case_inside_a_log_line(case: dict[str, Any]) -> None:
+def test_prefilter_accepts_every_attack_case_inside_a_log_line(
+    case: dict[str, Any],
+) -> None:
     value = case["value"].replace("\\", "\\\\").replace('"', '\\"')
-    line = f'192.0.2.1 - - [10/Dec/2021:14:25:38 +0000] "GET / HTTP/1.1" 200 5 "-" "{value}"'
+    line = f'{PREFIX}"{value}"'
 
     assert may_contain_lookup(line.encode("utf-8"))
