@@ -128,13 +128,14 @@ class _Run:
 
 def _split(expr: str) -> tuple[str, str | None]:
     """Split at the first ``:-`` that comes before any nested ``${``."""
-    for i in range(len(expr) - 1):
-        if expr.startswith("${", i):
-            break
-        if expr.startswith(":-", i):
-            return expr[:i], expr[i + 2 :]
+    cut = expr.find(":-")
+    if cut < 0:
+        return expr, None
+    nested = expr.find("${")
+    if 0 <= nested < cut:
+        return expr, None
 
-    return expr, None
+    return expr[:cut], expr[cut + 2 :]
 
 
 def _lookup(kind: str, key: str, decodings: tuple[str, ...]) -> Lookup:

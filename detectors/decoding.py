@@ -45,7 +45,7 @@ _NUMERIC_REF = re.compile(r"&#(?:[xX]([0-9A-Fa-f]+)|([0-9]+));?")
 _NAMED_REF = re.compile(r"&[A-Za-z]")
 _JSON = re.compile(r"\\([\"\\/bfnrt])")
 _ENTITY = re.compile(r"&(?:#|[A-Za-z])")
-_BASIC = re.compile(r"[ \t]*(?:[Bb]asic|BASIC)[ \t]+([A-Za-z0-9+/_-]{4,}={0,3})[ \t]*")
+_BASIC = re.compile(r"[ \t]*[Bb]asic[ \t]+([A-Za-z0-9+/_-]{4,}={0,3})[ \t]*")
 # html.unescape maps NUL and the C1 range; the fast path leaves those to it.
 _HTML_C0_REMAP = frozenset({0x00, 0x0D})
 _JSON_CHARS = {
@@ -244,9 +244,7 @@ def candidates(value: str, field: str = "value") -> list[Candidate]:
     """
     seen = {value}
     found = [Candidate(value, ())]
-    credentials = (
-        basic_credentials(value) if "asic" in value or "ASIC" in value else None
-    )
+    credentials = basic_credentials(value) if "asic" in value else None
     if credentials is not None and credentials not in seen:
         seen.add(credentials)
         found.append(Candidate(credentials, (BASE64,)))

@@ -164,7 +164,6 @@ def _may_decode_to_lookup(value: str) -> bool:
         or "\\" in value
         or "&" in value
         or "asic" in value
-        or "ASIC" in value
     )
 
 

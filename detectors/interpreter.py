@@ -223,13 +223,14 @@ class _Run:
         if depth > self.limits.max_depth:
             raise _LimitReached(LIMIT_DEPTH)
         out: list[str] = []
+        tail = ""  # last character of `out`
         seg = 0
         pos = 0
         while True:
             p = s.find("${", pos)
             if p < 0:
                 break
-            prev = s[p - 1] if p > seg else _last_char(out)
+            prev = s[p - 1] if p > seg else tail
             if prev == "$":
                 # `$${` : Log4j deletes the escape and scans on from the brace.
                 self._step()
@@ -239,6 +240,7 @@ class _Run:
                     seg = p
                 else:
                     _drop_last_char(out)
+                tail = _last_char(out)
                 pos = p + 1
                 continue
             end = self._match(s, p + 2)
@@ -265,6 +267,10 @@ class _Run:
                     value = self._subst(value, prior, depth + 1)
                 out.append(s[seg:p])
                 out.append(value)
+                if value:
+                    tail = value[-1]
+                elif p > seg:
+                    tail = s[p - 1]
                 seg = end + 1
             prior.pop()
             pos = end + 1

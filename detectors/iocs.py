@@ -15,6 +15,7 @@ from detectors.decoding import b64decode_loose
 COMMON_SCHEMES = frozenset({"ldap", "ldaps", "rmi", "dns"})
 
 _PORT = re.compile(r"[0-9]{1,5}")
+_DOTTED_QUAD = re.compile(r"[0-9]{1,3}(?:\.[0-9]{1,3}){3}")
 _SYMBOLIC = re.compile(r"([^$]*)(\$\{[^}]*\}|$)")
 _COMMAND_B64 = re.compile(r"/Command/Base64/([A-Za-z0-9+/=_%-]+)", re.IGNORECASE)
 _COMMAND_PLAIN = re.compile(r"/Basic/Command/(?!Base64/)([^/?#]+)", re.IGNORECASE)
@@ -141,6 +142,8 @@ def host_kind(host: str) -> str | None:
         >>> host_kind("198.51.100.7"), host_kind("2001:db8::1"), host_kind("a.test")
         ('ipv4', 'ipv6', None)
     """
+    if ":" not in host and not _DOTTED_QUAD.fullmatch(host):
+        return None
     try:
         address = ipaddress.ip_address(host)
     except ValueError:
