@@ -140,9 +140,11 @@ def find_candidates(buffer: bytes) -> list[int]:
     for start in sorted(spans):
         first, end = spans[start]
         # No trigger can begin before the line's first $ % \\ & byte.
-        if find(b"${", first, end) >= 0 or search(buffer, first, end) is not None:
-            found_starts.append(start)
-        elif find(b"asic", start, end) >= 0 and _check(buffer[start:end], 0):
+        if (
+            find(b"${", first, end) >= 0
+            or search(buffer, first, end) is not None
+            or (find(b"asic", start, end) >= 0 and _check(buffer[start:end], 0))
+        ):
             found_starts.append(start)
     indices = []
     line = 0
