@@ -21,9 +21,7 @@ from detectors import iocs
 from detectors.interpreter import Limits
 from detectors.model import CVE_COMMONS_TEXT, FAMILY_COMMONS_TEXT, Lookup
 
-_SHAPE = re.compile(
-    r"\$\{\s*(?:script|dns|url|file|base64decoder|urldecoder)\s*:", re.IGNORECASE
-)
+_SHAPE = re.compile(r"\$\{\s*(?:script|dns|url|file|base64decoder|urldecoder)\s*:")
 _EXEC = re.compile(r"exec\(\s*(['\"])(.*?)\1", re.DOTALL)
 _REMOTE = frozenset({"script", "dns", "url"})
 
@@ -34,7 +32,7 @@ class _Stop(Exception):
 
 def shaped(text: str) -> bool:
     """True when ``text`` holds a Commons Text lookup prefix an attacker would use."""
-    return "${" in text and _SHAPE.search(text) is not None
+    return "${" in text and _SHAPE.search(text.lower()) is not None
 
 
 def lookups(
@@ -130,13 +128,14 @@ class _Run:
 
 def _split(expr: str) -> tuple[str, str | None]:
     """Split at the first ``:-`` that comes before any nested ``${``."""
-    for i in range(len(expr) - 1):
-        if expr.startswith("${", i):
-            break
-        if expr.startswith(":-", i):
-            return expr[:i], expr[i + 2 :]
+    cut = expr.find(":-")
+    if cut < 0:
+        return expr, None
+    nested = expr.find("${")
+    if 0 <= nested < cut:
+        return expr, None
 
-    return expr, None
+    return expr[:cut], expr[cut + 2 :]
 
 
 def _lookup(kind: str, key: str, decodings: tuple[str, ...]) -> Lookup:

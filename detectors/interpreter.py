@@ -26,7 +26,7 @@ from detectors.model import LIMIT_DEPTH, LIMIT_STEPS
 
 #: Bounds on the work for one string (see :class:`Limits`).
 DEFAULT_MAX_DEPTH = 32
-DEFAULT_MAX_STEPS = 4096
+DEFAULT_MAX_STEPS = 1024
 
 PLACEHOLDER_OPEN = "\u27ea"
 PLACEHOLDER_CLOSE = "\u27eb"
@@ -81,7 +81,7 @@ class Limits:
 
     Example:
         >>> Limits(max_depth=8).max_steps
-        4096
+        1024
     """
 
     max_depth: int = DEFAULT_MAX_DEPTH
@@ -116,6 +116,7 @@ class Evaluation:
         techniques: technique tags observed.
         aborted: ``recursion`` or ``illegal-argument`` when Log4j would throw.
         limit_hit: the work bound that stopped evaluation, if any.
+        steps: work done, in the units of :attr:`Limits.max_steps`.
     """
 
     output: str = ""
@@ -124,6 +125,7 @@ class Evaluation:
     techniques: set[str] = field(default_factory=set)
     aborted: str | None = None
     limit_hit: str | None = None
+    steps: int = 0
 
 
 def evaluate(value: str, limits: Limits | None = None) -> Evaluation:
@@ -145,6 +147,7 @@ def evaluate(value: str, limits: Limits | None = None) -> Evaluation:
         result.limit_hit = exc.kind
     except RecursionError:
         result.limit_hit = LIMIT_DEPTH
+    result.steps = run.steps
 
     return result
 
@@ -220,13 +223,14 @@ class _Run:
         if depth > self.limits.max_depth:
             raise _LimitReached(LIMIT_DEPTH)
         out: list[str] = []
+        tail = ""  # last character of `out`
         seg = 0
         pos = 0
         while True:
             p = s.find("${", pos)
             if p < 0:
                 break
-            prev = s[p - 1] if p > seg else _last_char(out)
+            prev = s[p - 1] if p > seg else tail
             if prev == "$":
                 # `$${` : Log4j deletes the escape and scans on from the brace.
                 self._step()
@@ -236,6 +240,7 @@ class _Run:
                     seg = p
                 else:
                     _drop_last_char(out)
+                tail = _last_char(out)
                 pos = p + 1
                 continue
             end = self._match(s, p + 2)
@@ -262,6 +267,10 @@ class _Run:
                     value = self._subst(value, prior, depth + 1)
                 out.append(s[seg:p])
                 out.append(value)
+                if value:
+                    tail = value[-1]
+                elif p > seg:
+                    tail = s[p - 1]
                 seg = end + 1
             prior.pop()
             pos = end + 1
@@ -390,8 +399,9 @@ def _ascii_count(text: str) -> int:
 
 # -- DateLookup: java.text.SimpleDateFormat over a fixed instant -------------------
 
-#: The instant date lookups format: the Unix epoch in UTC. The victim's clock is
-#: unknown; the differential tests give Log4j the same instant and time zone.
+#: The instant date lookups format: 1 ms after the Unix epoch, in UTC (Log4j's event
+#: builder reads a time of 0 as "now"). The victim's clock is unknown; the
+#: differential tests give Log4j the same instant, time zone and locale.
 _EPOCH_FIELDS = {
     "G": ("AD", "AD"),
     "y": ("1970", "70"),
@@ -412,7 +422,7 @@ _EPOCH_FIELDS = {
     "h": ("12",),
     "m": ("0",),
     "s": ("0",),
-    "S": ("0",),
+    "S": ("1",),
     "z": ("UTC", "Coordinated Universal Time"),
     "Z": ("+0000",),
     "X": ("Z",),

@@ -15,6 +15,8 @@ from detectors.decoding import b64decode_loose
 COMMON_SCHEMES = frozenset({"ldap", "ldaps", "rmi", "dns"})
 
 _PORT = re.compile(r"[0-9]{1,5}")
+_DOTTED_QUAD = re.compile(r"[0-9]{1,3}(?:\.[0-9]{1,3}){3}")
+_SYMBOLIC = re.compile(r"([^$]*)(\$\{[^}]*\}|$)")
 _COMMAND_B64 = re.compile(r"/Command/Base64/([A-Za-z0-9+/=_%-]+)", re.IGNORECASE)
 _COMMAND_PLAIN = re.compile(r"/Basic/Command/(?!Base64/)([^/?#]+)", re.IGNORECASE)
 _REVERSE_SHELL = re.compile(r"/ReverseShell/([^/]+)/([0-9]{1,5})", re.IGNORECASE)
@@ -91,8 +93,17 @@ def split_target(url: str) -> Target:
     fragment_host = None
     if "#" in host:
         fragment_host, _, host = host.partition("#")
+    host = _lower_host(host)
 
     return Target(scheme, host, port, path, fragment_host)
+
+
+def _lower_host(host: str) -> str:
+    """Host names are case-insensitive; victim values (``${env:X}``) keep their case."""
+    if "${" not in host:
+        return host.lower()
+
+    return _SYMBOLIC.sub(lambda m: m.group(1).lower() + m.group(2), host)
 
 
 def _host_port(authority: str) -> tuple[str, int | None]:
@@ -131,6 +142,8 @@ def host_kind(host: str) -> str | None:
         >>> host_kind("198.51.100.7"), host_kind("2001:db8::1"), host_kind("a.test")
         ('ipv4', 'ipv6', None)
     """
+    if ":" not in host and not _DOTTED_QUAD.fullmatch(host):
+        return None
     try:
         address = ipaddress.ip_address(host)
     except ValueError:
