@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from detect_gen import obfuscated, random_expression
+from tests.detectors.detect_gen import obfuscated, random_expression
 
 from detectors.decoding import candidates
 from detectors.interpreter import Evaluation, evaluate

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import random
 
-from detect_gen import obfuscated
+from tests.detectors.detect_gen import obfuscated
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
