@@ -108,16 +108,21 @@ class DetectWorker:
         previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
         self.metrics.up.labels(stage="detect").set(1)
         _log.info("detect_started", topic=topic, group=self.settings.detect.group)
-        last_record = time.monotonic()
+        self._last_activity = time.monotonic()
+        wait = self.settings.detect.max_wait_ms / 1000
         try:
             while not self._stopping:
-                messages = self.consumer.consume(self.settings.detect.batch_size, timeout=0.5)
+                messages = self.consumer.consume(self.settings.detect.batch_size, timeout=wait)
                 if not messages:
-                    if self.stop_when_idle is not None and time.monotonic() - last_record > self.stop_when_idle:
-                        _log.info("detect_idle_exit", idle_seconds=self.stop_when_idle)
-                        break
+                    idle = time.monotonic() - self._last_activity
+                    if self.stop_when_idle is not None and idle > self.stop_when_idle:
+                        if self._caught_up():
+                            _log.info("detect_idle_exit", idle_seconds=self.stop_when_idle)
+                            break
+                        # Quiet but behind (a broker restart): wait on.
+                        self._last_activity = time.monotonic()
                     continue
-                last_record = time.monotonic()
+                self._last_activity = time.monotonic()
                 self._handle(messages)
         finally:
             self.metrics.up.labels(stage="detect").set(0)
@@ -253,6 +258,7 @@ class DetectWorker:
             _log.info("redis_recovered")
 
     _paused = False
+    _last_activity = 0.0
 
     def _redis_down(self, state: RetryCallState) -> None:
         # Keep the group membership alive while Redis is away: pause fetching and
@@ -302,6 +308,19 @@ class DetectWorker:
             if detection.limit_hit:
                 m.detector_limits.labels(limit=detection.limit_hit).inc()
 
+    def _caught_up(self) -> bool:
+        """True when every assigned partition is read to its end."""
+        assignment = self.consumer.assignment()
+        try:
+            for tp in self.consumer.position(assignment):
+                low, high = self.consumer.get_watermark_offsets(tp, timeout=5)
+                position = tp.offset if tp.offset >= 0 else low
+                if position < high:
+                    return False
+        except KafkaException:
+            return False
+        return True
+
     def _on_stats(self, payload: str) -> None:
         stats = json.loads(payload)
         for topic, info in stats.get("topics", {}).items():
@@ -311,11 +330,15 @@ class DetectWorker:
                     self.metrics.consumer_lag.labels(topic=topic, partition=partition).set(lag)
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        # A rebalance is activity: a cooperative one may hand out partitions in
+        # a second step, so idleness counts from the last one.
+        self._last_activity = time.monotonic()
         _log.info("partitions_assigned", partitions=[p.partition for p in partitions])
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         # Batches are processed between consume() calls, so every stored offset is
         # final here; commit them before another worker takes the partitions.
+        self._last_activity = time.monotonic()
         _log.info("partitions_revoked", partitions=[p.partition for p in partitions])
         for p in partitions:
             # Another worker may advance the mark while it owns the partition.
