@@ -153,22 +153,25 @@ def evaluate(value: str, limits: Limits | None = None) -> Evaluation:
 
 
 def _split_default(expr: str) -> tuple[str, str | None]:
-    """Split ``name:-default`` like StrSubstitutor, including the ``:\\-`` escape."""
-    start = expr.find(":")
-    while 0 <= start < len(expr) - 1:
-        if expr.startswith(":\\-", start):
-            # Log4j keeps the escaped delimiter as ':' + '-' in the name, then
-            # looks for a real delimiter further right.
-            prefix = expr[:start] + ":"
-            cut = expr.find(":-", start + 3)
-            if cut >= 0:
-                return prefix + expr[start + 3 : cut], expr[cut + 2 :]
-            return prefix + expr[start + 2 :], None
-        if expr[start + 1] == "-":
-            return expr[:start], expr[start + 2 :]
-        start = expr.find(":", start + 1)
+    """Split ``name:-default`` like StrSubstitutor, including the ``:\\-`` escape.
 
-    return expr, None
+    StrSubstitutor tries both delimiters at each position from the left; they
+    cannot match at the same position, so the leftmost match of either decides.
+    """
+    cut = expr.find(":-")
+    escaped = expr.find(":\\-") if "\\" in expr else -1
+    if escaped < 0 or 0 <= cut < escaped:
+        if cut < 0:
+            return expr, None
+        return expr[:cut], expr[cut + 2 :]
+    # Log4j keeps the escaped delimiter as ':' + '-' in the name, then looks for
+    # a real delimiter further right.
+    prefix = expr[:escaped] + ":"
+    cut = expr.find(":-", escaped + 3)
+    if cut >= 0:
+        return prefix + expr[escaped + 3 : cut], expr[cut + 2 :]
+
+    return prefix + expr[escaped + 2 :], None
 
 
 class _Run:
@@ -284,8 +287,11 @@ class _Run:
         """Index of the ``}`` closing a variable whose name starts at ``start``."""
         nested = 0
         pos = start
+        limit = self.limits.max_steps
         while True:
-            self._step()
+            self.steps += 1
+            if self.steps > limit:
+                raise _LimitReached(LIMIT_STEPS)
             close = s.find("}", pos)
             if close < 0:
                 return -1
@@ -300,7 +306,9 @@ class _Run:
     # -- Interpolator.lookup ----------------------------------------------------------
 
     def _resolve(self, name: str, raw: str) -> str | None:
-        self._step()
+        self.steps += 1
+        if self.steps > self.limits.max_steps:
+            raise _LimitReached(LIMIT_STEPS)
         evaluation = self.evaluation
         evaluation.names.append(name)
         colon = name.find(":")

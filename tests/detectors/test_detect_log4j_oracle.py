@@ -95,13 +95,22 @@ def test_engine_agrees_with_log4j_on_the_corpus(log4j_oracle: Any) -> None:
 
 def test_engine_agrees_with_log4j_on_generated_obfuscations(log4j_oracle: Any) -> None:
     rng = random.Random(44228)
-    texts = [obfuscated(rng).evaluated for _ in range(1500)]
+    texts = []
+    for _ in range(3000):
+        case = obfuscated(rng)
+        texts.append(case.evaluated)
+        # and every decoded form the engine would evaluate for the sent value
+        texts.extend(c.text for c in candidates(case.value) if "${" in c.text)
 
     assert _disagreements(log4j_oracle, texts) == []
 
 
 def test_engine_agrees_with_log4j_on_random_lookup_grammar(log4j_oracle: Any) -> None:
     rng = random.Random(45046)
-    texts = [random_expression(rng) for _ in range(4000)]
+    texts = [random_expression(rng, max_tokens=24) for _ in range(20_000)]
+    results = log4j_oracle.run(texts[:2000])
 
     assert _disagreements(log4j_oracle, texts) == []
+    # the grammar reaches the interesting paths, not only trivial strings
+    assert sum(bool(r["jndi"]) for r in results) > 50
+    assert {r["error"] for r in results} >= {None, "IllegalArgumentException"}
