@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import socket
+from pathlib import Path
+
 import pytest
 
 from detectors import (
@@ -198,10 +202,6 @@ def test_find_candidates_returns_the_indices_the_per_record_prefilter_accepts() 
 def test_engine_opens_no_socket_and_resolves_no_name(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import json
-    import socket
-    from pathlib import Path
-
     def refuse(*args: object, **kwargs: object) -> None:
         raise AssertionError("the engine touched the network")
 
