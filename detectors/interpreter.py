@@ -182,6 +182,9 @@ class _Run:
         self.steps = 0
         self.evaluation = Evaluation()
         self.victims: list[tuple[str, str]] = []
+        # victim lookups that fell back to their default: (canonical, default)
+        self.defaulted: list[tuple[str, str]] = []
+        self.last_victim: str | None = None
         self.pass_no = 0
 
     # -- MessagePatternConverter.format -------------------------------------------
@@ -261,10 +264,13 @@ class _Run:
             if name in prior:
                 raise _Abort("recursion")
             prior.append(name)
+            self.last_victim = None
             value = self._resolve(name, s[p : end + 1])
             if value is None and default is not None:
                 value = default
                 self.evaluation.techniques.add("default-value")
+                if self.last_victim is not None:
+                    self.defaulted.append((self.last_victim, default))
             if value is not None:
                 if "${" in value:
                     value = self._subst(value, prior, depth + 1)
@@ -343,7 +349,8 @@ class _Run:
             return value
         if prefix in _UNSET_LOOKUPS:
             techniques.add(_UNSET_LOOKUPS[prefix])
-            self.victims.append((f"{prefix}:{key}", raw))
+            self.last_victim = f"{prefix}:{key}"
+            self.victims.append((self.last_victim, raw))
             return None
         if prefix == "date":
             techniques.add("date-lookup")
@@ -375,6 +382,16 @@ class _Run:
             if raw in display:
                 display = display.replace(raw, "${" + canonical + "}")
                 if canonical not in exfil:
+                    exfil.append(canonical)
+        # `${env:USER:-unknown}` sends "unknown" here but the user name on a victim
+        # that has one: a fallback of two or more characters that lands after the
+        # scheme's `//` is an exfiltration attempt, not the one-letter filler of
+        # `${env:NaN:-j}`.
+        authority = name.find("//")
+        if authority >= 0:
+            after = name[authority + 2 :]
+            for canonical, default in self.defaulted:
+                if len(default) >= 2 and default in after and canonical not in exfil:
                     exfil.append(canonical)
         if PLACEHOLDER_OPEN in display:
             for match in _PLACEHOLDER.finditer(display):
