@@ -26,6 +26,10 @@ _EXEC = re.compile(r"exec\(\s*(['\"])(.*?)\1", re.DOTALL)
 _REMOTE = frozenset({"script", "dns", "url"})
 
 
+# XXX(#3): unlike the Log4j interpreter this one has no differential test against
+# the real library (commons-text 1.9); it follows the documented behaviour only.
+
+
 class _Stop(Exception):
     pass
 

@@ -92,6 +92,9 @@ def split_target(url: str) -> Target:
     host, port = _host_port(authority)
     fragment_host = None
     if "#" in host:
+        # XXX(#3): Lookup has one host field, so a host#name authority reports
+        # the name after '#' (what gets resolved); the allow-listed part before it
+        # is only visible in the URL. A second field would change the API.
         fragment_host, _, host = host.partition("#")
     host = _lower_host(host)
 
