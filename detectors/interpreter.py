@@ -400,6 +400,8 @@ class _Run:
             display = _PLACEHOLDER.sub(r"${\1}", display)
         if exfil:
             self.evaluation.techniques.add("exfiltration")
+            # in the order they appear in the target; fallbacks last
+            exfil.sort(key=lambda c: display.find("${" + c + "}") % (len(display) + 1))
         self.evaluation.jndi.append(JndiCall(name, display, tuple(exfil), False))
 
 
