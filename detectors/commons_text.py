@@ -49,6 +49,10 @@ class TextEvaluation:
         calls: ``(prefix, key)`` of each script/dns/url lookup, in order.
         output: the replaced text, or None when evaluation stopped.
         stopped: ``recursion``, ``illegal-argument`` or a work bound, else None.
+
+    Example:
+        >>> evaluate("${urlDecoder:%zz}").stopped
+        'illegal-argument'
     """
 
     calls: list[tuple[str, str]] = field(default_factory=list)

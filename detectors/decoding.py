@@ -70,6 +70,10 @@ class Candidate:
     Args:
         text: the value with the decodings undone.
         decodings: the decodings undone, outermost first.
+
+    Example:
+        >>> Candidate("${", ("url",)).decodings
+        ('url',)
     """
 
     text: str

