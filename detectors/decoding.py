@@ -45,6 +45,9 @@ _NUMERIC_REF = re.compile(r"&#(?:[xX]([0-9A-Fa-f]+)|([0-9]+));?")
 _NAMED_REF = re.compile(r"&[A-Za-z]")
 _JSON = re.compile(r"\\([\"\\/bfnrt])")
 _ENTITY = re.compile(r"&(?:#|[A-Za-z])")
+# XXX(#3): only "Basic"/"basic" and a whole-value token are decoded; other case
+# spellings of the scheme and base64 elsewhere (cookies, JWTs) are not, because
+# the prefilter would need a costlier scan to stay sound for them.
 _BASIC = re.compile(r"[ \t]*[Bb]asic[ \t]+([A-Za-z0-9+/_-]{4,}={0,3})[ \t]*")
 # html.unescape maps NUL and the C1 range; the fast path leaves those to it.
 _HTML_C0_REMAP = frozenset({0x00, 0x0D})
@@ -67,6 +70,10 @@ class Candidate:
     Args:
         text: the value with the decodings undone.
         decodings: the decodings undone, outermost first.
+
+    Example:
+        >>> Candidate("${", ("url",)).decodings
+        ('url',)
     """
 
     text: str

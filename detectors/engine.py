@@ -23,6 +23,8 @@ from detectors.model import (
 )
 
 #: Longest value evaluated; the rest of a longer value is not looked at.
+# XXX(#3): a lookup placed after the first 64 KiB of a value is not seen; the
+# verdict then says limit_hit="length" so the record can still be looked at.
 MAX_LENGTH = 65_536
 
 _DECODING_TECHNIQUES = {
@@ -192,6 +194,9 @@ def _jndi_lookup(
 ) -> Lookup | None:
     """A Lookup for a JNDI call that leaves the host, else None (a local name)."""
     scheme = iocs.jndi_scheme(call.name)
+    # XXX(#3): JNDI picks URL context factories by the scheme as written, so
+    # "LDAP://" fails on a stock JDK; it is still flagged because the attacker
+    # meant it and another JNDI provider may accept it. Not a false negative risk.
     if scheme is None or scheme.lower() == "java":
         return None
     target = iocs.split_target(call.display)

@@ -44,8 +44,12 @@ class Log4jOracle:
         assert self._process.stdout is not None
         self.ready: dict[str, Any] = json.loads(self._process.stdout.readline())
 
-    def run(self, values: list[str]) -> list[dict[str, Any]]:
-        """Evaluate each value as a log message; one result dict per value."""
+    def run(self, values: list[str], mode: str = "L") -> list[dict[str, Any]]:
+        """Evaluate each value; one result dict per value.
+
+        ``mode`` is ``L`` for a Log4j log message, ``T`` for Commons Text
+        ``StringSubstitutor.replace``.
+        """
         process = self._process
         assert process.stdin is not None and process.stdout is not None
         results: list[dict[str, Any]] = []
@@ -53,7 +57,7 @@ class Log4jOracle:
             chunk = values[start : start + _BATCH]
             for value in chunk:
                 encoded = base64.b64encode(value.encode("utf-8", "surrogatepass"))
-                process.stdin.write(encoded.decode("ascii") + "\n")
+                process.stdin.write(mode + encoded.decode("ascii") + "\n")
             process.stdin.flush()
             for _ in chunk:
                 line = process.stdout.readline()

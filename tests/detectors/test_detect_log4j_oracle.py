@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from tests.detectors.detect_gen import obfuscated, random_expression
 
+from detectors import commons_text
 from detectors.decoding import candidates
 from detectors.interpreter import Evaluation, evaluate
 
@@ -95,13 +96,81 @@ def test_engine_agrees_with_log4j_on_the_corpus(log4j_oracle: Any) -> None:
 
 def test_engine_agrees_with_log4j_on_generated_obfuscations(log4j_oracle: Any) -> None:
     rng = random.Random(44228)
-    texts = [obfuscated(rng).evaluated for _ in range(1500)]
+    texts = []
+    for _ in range(3000):
+        case = obfuscated(rng)
+        texts.append(case.evaluated)
+        # and every decoded form the engine would evaluate for the sent value
+        texts.extend(c.text for c in candidates(case.value) if "${" in c.text)
 
     assert _disagreements(log4j_oracle, texts) == []
 
 
 def test_engine_agrees_with_log4j_on_random_lookup_grammar(log4j_oracle: Any) -> None:
     rng = random.Random(45046)
-    texts = [random_expression(rng) for _ in range(4000)]
+    texts = [random_expression(rng, max_tokens=24) for _ in range(20_000)]
+    results = log4j_oracle.run(texts[:2000])
 
     assert _disagreements(log4j_oracle, texts) == []
+    # the grammar reaches the interesting paths, not only trivial strings
+    assert sum(bool(r["jndi"]) for r in results) > 50
+    assert {r["error"] for r in results} >= {None, "IllegalArgumentException"}
+
+
+_TEXT_TOKENS = (
+    "${",
+    "${",
+    "}",
+    "}",
+    ":-",
+    ":",
+    "$",
+    "$$",
+    "script:",
+    "SCRIPT:",
+    "dns:",
+    "url:",
+    "javascript:1",
+    "address|example.com",
+    "UTF-8:http://example.com/",
+    "Dns:",
+    "base64Decoder:",
+    "JHtkbnM6YX0=",
+    "JHtzY3JpcHQ6eH0=",
+    "urlDecoder:",
+    "%24%7Burl:u%7D",
+    "a",
+    "x:-",
+    "env:HOME",
+    "==",
+    "{",
+    "-",
+)
+
+
+def test_commons_text_family_agrees_with_commons_text_1_9(log4j_oracle: Any) -> None:
+    rng = random.Random(42889)
+    texts = [
+        "".join(rng.choice(_TEXT_TOKENS) for _ in range(rng.randint(1, 14)))
+        for _ in range(8000)
+    ]
+    texts = list(dict.fromkeys(texts))
+    results = log4j_oracle.run(texts, mode="T")
+    bad = []
+    for text, result in zip(texts, results, strict=True):
+        mine = commons_text.evaluate(text)
+        if mine.stopped in {"depth", "steps"}:
+            continue
+        theirs_calls = [tuple(c.split(":", 1)) for c in result["calls"]]
+        expected_error = {"recursion": "IllegalStateException"}.get(mine.stopped or "")
+        if mine.stopped == "illegal-argument":
+            expected_error = "IllegalArgumentException"
+        if (mine.calls, expected_error, mine.output) != (
+            theirs_calls,
+            result["error"],
+            result["output"],
+        ):
+            bad.append((text, mine, result))
+
+    assert bad == []
+    assert sum(bool(r["calls"]) for r in results) > 100

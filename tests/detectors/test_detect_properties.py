@@ -9,7 +9,9 @@ from tests.detectors.detect_gen import obfuscated
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from detectors import analyze, find_candidates, may_contain_lookup
+from detectors import analyze, analyze_fields, find_candidates, may_contain_lookup
+from pipeline.formats.combined import CombinedParser
+from pipeline.formats.ecs import EcsParser
 
 _FIELDS = {
     (): "user_agent.original",
@@ -159,3 +161,30 @@ def test_find_candidates_agrees_with_may_contain_lookup_line_by_line(text: str) 
     assert find_candidates(buffer) == [
         i for i, line in enumerate(lines) if may_contain_lookup(line)
     ]
+
+
+@_SETTINGS
+@given(st.randoms(use_true_random=False))
+def test_parsed_generated_record_is_flagged_and_its_raw_line_passes_the_prefilter(
+    rng: random.Random,
+) -> None:
+    case = obfuscated(rng)
+    ecs = json.dumps(
+        {
+            "@timestamp": "2021-12-10T14:25:38Z",
+            "source": {"ip": "192.0.2.1"},
+            "url": {"original": "/"},
+            "user_agent": {"original": case.value},
+        }
+    ).encode()
+    records = [
+        (apache_line(case.value), CombinedParser()),
+        (nginx_line(case.value), CombinedParser()),
+        (ecs, EcsParser()),
+    ]
+
+    for raw, parser in records:
+        verdict = analyze_fields(parser.parse(raw).fields())
+        assert verdict.malicious, (raw, case)
+        assert case.url in [x.url for f in verdict.fields for x in f.lookups]
+        assert may_contain_lookup(raw)

@@ -1,6 +1,7 @@
 // Differential-test oracle for the l4s detection engine.
 //
-// Reads one base64 (UTF-8) log message per line on stdin and, for each, runs
+// Reads one request per line on stdin: "L" or "T" followed by a base64 (UTF-8)
+// string. For "L" (Log4j) it runs
 // log4j-core 2.14.1's own MessagePatternConverter -> StrSubstitutor -> Interpolator
 // over it, exactly as `%m` in a PatternLayout would. The `jndi` lookup is replaced
 // by a recorder that notes the name it is given and returns null (what JndiLookup
@@ -8,7 +9,11 @@
 // to the victim are stubbed the way the engine models them: env, sys and
 // jvmrunargs are unset; java, event and log4j answer a placeholder. Everything
 // else (lower, upper, date, ctx, main, map, sd, marker, bundle and unknown
-// prefixes) is Log4j's own code. Writes one JSON object per input line.
+// prefixes) is Log4j's own code. For "T" (Commons Text 1.9) it runs
+// StringSubstitutor with the interpolator createInterpolator() uses, the script,
+// dns and url lookups replaced by recorders and base64Decoder/urlDecoder real;
+// the other default lookups (env, sys, file, ...) are left out, i.e. unset.
+// Writes one JSON object per input line.
 //
 // No network: a SecurityManager refuses every socket permission and connect
 // (which also covers DNS resolution), on top of no real jndi lookup existing.
@@ -28,6 +33,8 @@ import java.util.Map;
 import java.util.Set;
 import java.util.TreeSet;
 
+import org.apache.commons.text.StringSubstitutor;
+import org.apache.commons.text.lookup.StringLookupFactory;
 import org.apache.logging.log4j.Level;
 import org.apache.logging.log4j.core.LogEvent;
 import org.apache.logging.log4j.core.config.DefaultConfiguration;
@@ -120,11 +127,37 @@ public final class Oracle {
         MessagePatternConverter converter = MessagePatternConverter.newInstance(config, null);
         out.println("{\"ready\":true,\"lookups\":" + jsonList(new ArrayList<>(new TreeSet<>(lookups.keySet()))) + "}");
 
+        Map<String, org.apache.commons.text.lookup.StringLookup> textLookups = new HashMap<>();
+        for (String name : new String[] {"script", "dns", "url"}) {
+            textLookups.put(name, key -> {
+                CALLS.add(name + ":" + key);
+                return null;
+            });
+        }
+        textLookups.put("base64decoder", StringLookupFactory.INSTANCE.base64DecoderStringLookup());
+        textLookups.put("urldecoder", StringLookupFactory.INSTANCE.urlDecoderStringLookup());
+        StringSubstitutor text = new StringSubstitutor(
+                StringLookupFactory.INSTANCE.interpolatorStringLookup(textLookups, null, false));
+
         BufferedReader in = new BufferedReader(new InputStreamReader(System.in, StandardCharsets.US_ASCII));
         String line;
         while ((line = in.readLine()) != null) {
-            String value = new String(Base64.getDecoder().decode(line.trim()), StandardCharsets.UTF_8);
+            line = line.trim();
+            String value = new String(Base64.getDecoder().decode(line.substring(1)), StandardCharsets.UTF_8);
             CALLS.clear();
+            if (line.startsWith("T")) {
+                String replaced = null;
+                String failure = null;
+                try {
+                    replaced = text.replace(value);
+                } catch (Throwable t) {
+                    failure = t.getClass().getSimpleName();
+                }
+                out.println("{\"calls\":" + jsonList(CALLS) + ",\"error\":"
+                        + (failure == null ? "null" : json(failure)) + ",\"output\":"
+                        + (replaced == null ? "null" : json(replaced)) + "}");
+                continue;
+            }
             LogEvent event = Log4jLogEvent.newBuilder()
                     .setLoggerName("oracle")
                     .setLevel(Level.INFO)
