@@ -51,13 +51,21 @@ _FLUSH_TIMEOUT = 60.0
 
 @dataclass
 class _Group:
-    """One partition's messages of a batch that share a declared format."""
+    """A run of one partition's messages in a batch that share a declared format."""
 
     stream: str
+    topic: str
+    partition: int
     format: str | None
+    messages: list[Message] = field(default_factory=list)
     values: list[bytes] = field(default_factory=list)
-    offsets: list[int] = field(default_factory=list)
-    times: list[float | None] = field(default_factory=list)
+
+
+def _declared_format(headers: list[tuple[str, bytes]]) -> str | None:
+    for name, value in headers:
+        if name == FORMAT_HEADER and value:
+            return value.decode("ascii", "replace")
+    return None
 
 
 class DeliveryFailed(ServiceUnavailable):
@@ -116,7 +124,7 @@ class DetectWorker:
                 if not messages:
                     idle = time.monotonic() - self._last_activity
                     if self.stop_when_idle is not None and idle > self.stop_when_idle:
-                        if self._caught_up():
+                        if self._joined and self._caught_up():
                             _log.info("detect_idle_exit", idle_seconds=self.stop_when_idle)
                             break
                         # Quiet but behind (a broker restart): wait on.
@@ -133,38 +141,46 @@ class DetectWorker:
 
     def _handle(self, messages: Sequence[Message]) -> None:
         started = time.perf_counter()
+        groups = self._groups(messages)
         fresh, replayed = BatchOutcome(), BatchOutcome()
-        for group in self._groups(messages):
+        for group in groups:
             # Offsets at or below the partition's high-water mark were counted
             # before a crash or rebalance: publish again (downstream drops them by
             # event id) but never count them twice.
-            split = bisect.bisect_right(group.offsets, self._known_high_water(group.stream))
+            high_water = self._known_high_water(group.stream)
+            split = 0
+            if group.messages[0].offset() <= high_water:
+                offsets = [m.offset() for m in group.messages]
+                split = bisect.bisect_right(offsets, high_water)
             if split:
                 self._process(group, 0, split, replayed)
-            if split < len(group.offsets):
-                self._process(group, split, len(group.offsets), fresh)
+            if split < len(group.messages):
+                self._process(group, split, len(group.messages), fresh)
         self._publish(fresh)
         self._publish(replayed)
         self._count(fresh)
-        self._store_offsets(messages)
+        self._store_offsets(groups)
         self._observe(fresh, time.perf_counter() - started)
 
     def _process(self, group: _Group, start: int, end: int, out: BatchOutcome) -> None:
         values = group.values[start:end]
-        offsets = group.offsets[start:end]
-        times = group.times[start:end]
+        messages = group.messages[start:end]
+        stream, fmt = group.stream, group.format
 
         def make(i: int) -> RawRecord:
-            return RawRecord(values[i], group.stream, offsets[i], times[i], group.format)
+            message = messages[i]
+            kind, stamp = message.timestamp()
+            broker_time = stamp / 1000 if kind else None
+            return RawRecord(values[i], stream, message.offset(), broker_time, fmt)
 
+        last = max(out.last_seq.get(stream, -1), messages[-1].offset())
         joined = b"\n".join(values)
         if joined.count(b"\n") != len(values) - 1:
             # A record holding a newline (a multi-line format): record by record.
             self.stage.process((make(i) for i in range(len(values))), out)
-            out.last_seq[group.stream] = max(out.last_seq.get(group.stream, -1), offsets[-1])
+            out.last_seq[stream] = last
             return
-        last = max(out.last_seq.get(group.stream, -1), offsets[-1])
-        self.stage.process_block(values, make, group.stream, last, out, fmt=group.format, joined=joined)
+        self.stage.process_block(values, make, stream, last, out, fmt=fmt, joined=joined)
 
     def _known_high_water(self, stream: str) -> int:
         if stream not in self._high_water:
@@ -172,29 +188,28 @@ class DetectWorker:
         return self._high_water[stream]
 
     def _groups(self, messages: Sequence[Message]) -> list[_Group]:
-        """Messages by partition and declared format, in offset order."""
-        groups: dict[tuple[str, int, str | None], _Group] = {}
+        """Runs of messages of one partition and declared format, in offset order.
+
+        This loop touches every message, so it calls as few accessors as it can;
+        offsets and timestamps are read later, only for records that need them.
+        """
+        groups: list[_Group] = []
+        current: _Group | None = None
         for message in messages:
-            error = message.error()
-            if error is not None:
-                if error.code() == KafkaError._PARTITION_EOF:
+            if message.error() is not None:
+                if message.error().code() == KafkaError._PARTITION_EOF:
                     continue
-                raise KafkaException(error)
-            fmt = None
+                raise KafkaException(message.error())
+            partition = message.partition()
             headers = message.headers()
-            if headers:
-                for name, value in headers:
-                    if name == FORMAT_HEADER and value:
-                        fmt = value.decode("ascii", "replace")
-            key = (message.topic(), message.partition(), fmt)
-            group = groups.get(key)
-            if group is None:
-                group = groups[key] = _Group(f"{key[0]}/{key[1]}", fmt)
-            kind, stamp = message.timestamp()
-            group.values.append(message.value() or b"")
-            group.offsets.append(message.offset())
-            group.times.append(stamp / 1000 if kind else None)
-        return list(groups.values())
+            fmt = _declared_format(headers) if headers else None
+            if current is None or partition != current.partition or fmt != current.format:
+                topic = message.topic()
+                current = _Group(f"{topic}/{partition}", topic, partition, fmt)
+                groups.append(current)
+            current.messages.append(message)
+            current.values.append(message.value() or b"")
+        return groups
 
     def _publish(self, outcome: BatchOutcome) -> None:
         topics = self.settings.topics
@@ -259,6 +274,8 @@ class DetectWorker:
 
     _paused = False
     _last_activity = 0.0
+    #: Set once the group has handed this worker its first assignment.
+    _joined = False
 
     def _redis_down(self, state: RetryCallState) -> None:
         # Keep the group membership alive while Redis is away: pause fetching and
@@ -273,11 +290,11 @@ class DetectWorker:
             _log.warning("redis_unavailable_retrying", attempt=state.attempt_number, error=str(exc))
         self.consumer.poll(0)
 
-    def _store_offsets(self, messages: Sequence[Message]) -> None:
+    def _store_offsets(self, groups: list[_Group]) -> None:
         latest: dict[tuple[str, int], int] = {}
-        for message in messages:
-            if message.error() is None:
-                latest[(message.topic(), message.partition())] = message.offset()
+        for group in groups:
+            key = (group.topic, group.partition)
+            latest[key] = max(latest.get(key, -1), group.messages[-1].offset())
         self.consumer.store_offsets(
             offsets=[TopicPartition(t, p, o + 1) for (t, p), o in latest.items()]
         )
@@ -311,10 +328,23 @@ class DetectWorker:
     def _caught_up(self) -> bool:
         """True when every assigned partition is read to its end."""
         assignment = self.consumer.assignment()
+        if not assignment:
+            return True
         try:
-            for tp in self.consumer.position(assignment):
+            positions = self.consumer.position(assignment)
+            # A partition taken over already drained has no position until a
+            # message arrives; its committed offset says where reading resumes.
+            committed = {
+                (tp.topic, tp.partition): tp.offset
+                for tp in self.consumer.committed(assignment, timeout=5)
+            }
+            for tp in positions:
                 low, high = self.consumer.get_watermark_offsets(tp, timeout=5)
-                position = tp.offset if tp.offset >= 0 else low
+                position = tp.offset
+                if position < 0:
+                    position = committed.get((tp.topic, tp.partition), -1)
+                if position < 0:
+                    position = low
                 if position < high:
                     return False
         except KafkaException:
@@ -333,6 +363,7 @@ class DetectWorker:
         # A rebalance is activity: a cooperative one may hand out partitions in
         # a second step, so idleness counts from the last one.
         self._last_activity = time.monotonic()
+        self._joined = True
         _log.info("partitions_assigned", partitions=[p.partition for p in partitions])
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
