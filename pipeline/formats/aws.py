@@ -1,0 +1,107 @@
+"""AWS Application Load Balancer access logs.
+
+CloudFront standard logs are W3C-style and live in :mod:`pipeline.formats.w3c`.
+"""
+
+from __future__ import annotations
+
+import re
+
+from pipeline.errors import PoisonRecord
+from pipeline.events import HttpRequest
+from pipeline.formats.base import (
+    BaseParser,
+    check_size,
+    host_of_url,
+    make_request,
+    optional,
+    split_request,
+    text,
+    to_int,
+)
+
+_TOKEN = rb'(?:"(?:[^"\\]|\\.)*"|[^ "]+)'
+_ALB = re.compile(
+    rb"(?:http|https|h2|grpcs|ws|wss) \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,9})?Z"
+    rb"(?: " + _TOKEN + rb"){12,80}"
+)
+_FIELD = re.compile(rb'"((?:[^"\\]|\\.)*)"|([^ "]+)')
+_BACKSLASH = re.compile(r"\\(.)")
+
+# Positions in the documented field order.
+_TIME, _CLIENT, _STATUS, _SENT, _REQUEST, _AGENT, _TRACE, _SNI = (
+    1,
+    3,
+    8,
+    11,
+    12,
+    13,
+    17,
+    18,
+)
+
+
+def address_without_port(value: str) -> str | None:
+    """``203.0.113.9`` from ``203.0.113.9:4711`` (IPv6 loggers omit brackets)."""
+    value = optional(value) or ""
+    if not value or value.startswith("["):
+        return value or None
+    host, sep, port = value.rpartition(":")
+    return host if sep and port.isdigit() else value
+
+
+class AlbParser(BaseParser):
+    """AWS Application Load Balancer access-log entries (``http``, ``https``,
+    ``h2``, ``grpcs``, ``ws``, ``wss``), including fields added after the
+    documented ones.
+
+    The request line keeps an absolute URL (``GET http://host:80/x HTTP/1.1``);
+    spaces inside it are kept. User agent, the trace id (``X-Amzn-Trace-Id``)
+    and the TLS server name are attacker-reachable. Spec:
+    https://docs.aws.amazon.com/elasticloadbalancing/latest/application/load-balancer-access-logs.html#access-log-entry-syntax
+
+    Example:
+        >>> r = AlbParser().parse(ALB_LINE)  # doctest: +SKIP
+    """
+
+    name = "alb"
+
+    def looks_like(self, raw: bytes) -> bool:
+        return len(raw) <= 1 << 20 and _ALB.fullmatch(raw.rstrip(b"\r\n")) is not None
+
+    def parse(self, raw: bytes) -> HttpRequest | None:
+        check_size(raw)
+        line = raw.rstrip(b"\r\n")
+        if _ALB.fullmatch(line) is None:
+            raise PoisonRecord(
+                "not_alb_log", "line does not match the ALB entry syntax"
+            )
+        fields = [
+            _BACKSLASH.sub(r"\1", text(m.group(1)))
+            if m.group(1) is not None
+            else text(m[2])
+            for m in _FIELD.finditer(line)
+        ]
+        if len(fields) < 17:
+            raise PoisonRecord(
+                "truncated", f"{len(fields)} fields, ALB logs at least 17"
+            )
+        method, uri, protocol = split_request(fields[_REQUEST])
+        return make_request(
+            self.name,
+            timestamp=self.clock.iso(fields[_TIME]),
+            peer=address_without_port(fields[_CLIENT]),
+            headers=[("x-amzn-trace-id", fields[_TRACE])]
+            if optional(fields[_TRACE])
+            else [],
+            method=method,
+            host=host_of_url(uri),
+            uri=uri,
+            protocol=protocol,
+            user_agent=fields[_AGENT],
+            status=to_int(fields[_STATUS], "elb_status_code"),
+            bytes_sent=to_int(fields[_SENT], "sent_bytes"),
+            ecs_fields=[
+                ("tls.client.server_name", fields[_SNI] if len(fields) > _SNI else None)
+            ],
+        )
