@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from pipeline.errors import ConfigError
+from pipeline.formats.settings import FormatSettings
 
 Level = Literal["Safe", "Low", "Moderate", "Dangerous", "Critical"]
 
@@ -84,6 +85,7 @@ class Settings(BaseSettings):
     detect: DetectSettings = Field(default_factory=DetectSettings)
     enrich: EnrichSettings = Field(default_factory=EnrichSettings)
     blocklist: BlocklistSettings = Field(default_factory=BlocklistSettings)
+    formats: FormatSettings = Field(default_factory=FormatSettings)
     metrics_port: int | None = Field(default=None, ge=0, le=65535)
     timezone: str = "UTC"
 

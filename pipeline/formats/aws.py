@@ -23,11 +23,14 @@ from pipeline.formats.base import (
 _TOKEN = rb'(?:"(?:[^"\\]|\\.)*"|[^ "]+)'
 _ALB = re.compile(
     rb"(?:http|https|h2|grpcs|ws|wss) \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,9})?Z"
-    rb"(?: " + _TOKEN + rb"){12,80}"
+    rb"(?: " + _TOKEN + rb"){23,80}"
 )
 _FIELD = re.compile(rb'"((?:[^"\\]|\\.)*)"|([^ "]+)')
 _BACKSLASH = re.compile(r"\\(.)")
 
+#: Entries up to ``redirect_url``/``error_reason``, logged since 2018; fewer
+#: means the line was cut.
+_MIN_FIELDS = 25
 # Positions in the documented field order.
 _TIME, _CLIENT, _STATUS, _SENT, _REQUEST, _AGENT, _TRACE, _SNI = (
     1,
@@ -53,7 +56,7 @@ def address_without_port(value: str) -> str | None:
 class AlbParser(BaseParser):
     """AWS Application Load Balancer access-log entries (``http``, ``https``,
     ``h2``, ``grpcs``, ``ws``, ``wss``), including fields added after the
-    documented ones.
+    documented ones. A line with fewer than 25 fields is taken as truncated.
 
     The request line keeps an absolute URL (``GET http://host:80/x HTTP/1.1``);
     spaces inside it are kept. User agent, the trace id (``X-Amzn-Trace-Id``)

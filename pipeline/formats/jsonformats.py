@@ -77,6 +77,7 @@ class VectorParser(JsonParser):
         timestamp=["timestamp"],
         peer=["client", "host"],
         forwarded_for=["http_x_forwarded_for", "x_forwarded_for"],
+        header_fields={"x-forwarded-for": ["http_x_forwarded_for", "x_forwarded_for"]},
         method=["method"],
         uri=["path"],
         request_line=["request"],
@@ -110,6 +111,7 @@ class FluentBitParser(JsonParser):
         timestamp=["@timestamp", "date", "time", "timestamp"],
         peer=["remote", "host"],
         forwarded_for=["http_x_forwarded_for"],
+        header_fields={"x-forwarded-for": ["http_x_forwarded_for"]},
         method=["method"],
         uri=["path"],
         user_agent=["agent"],
@@ -354,7 +356,10 @@ class SuricataParser(JsonParser):
         status=["http.status"],
         bytes_sent=["http.length"],
         headers=["http.request_headers"],
-        header_fields={"content-type": ["http.http_content_type"]},
+        header_fields={
+            "content-type": ["http.http_content_type"],
+            "x-forwarded-for": ["http.xff"],
+        },
     )
     markers: ClassVar[tuple[tuple[bytes, ...], ...]] = (
         (b'"event_type":', b'"src_ip":'),

@@ -141,9 +141,10 @@ class W3cParser(BaseParser):
     def looks_like(self, raw: bytes) -> bool:
         if raw[:1] == b"#":
             return self.claims_directive(raw)
+        line = raw.rstrip(b"\r\n")
         return (
-            len(raw) <= 1 << 20
-            and self.line_shape.fullmatch(raw.rstrip(b"\r\n")) is not None
+            line.count(self.separator) == len(self.fields) - 1
+            and self.line_shape.match(line) is not None
         )
 
     def claims_directive(self, raw: bytes) -> bool:
@@ -264,7 +265,7 @@ class IisParser(W3cParser):
 
     name = "iis"
     line_shape: ClassVar[re.Pattern[bytes]] = re.compile(
-        rb"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?: [^ \t\r\n]+){3,80}"
+        rb"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d [^\t\r\n]*\Z"
     )
 
     def claims_directive(self, raw: bytes) -> bool:
@@ -290,7 +291,7 @@ class CloudFrontParser(W3cParser):
     ignored: ClassVar[frozenset[str]] = frozenset({"cs(host)"})
     default_fields: ClassVar[tuple[str, ...]] = tuple(CLOUDFRONT_FIELDS)
     line_shape: ClassVar[re.Pattern[bytes]] = re.compile(
-        rb"\d{4}-\d\d-\d\d\t\d\d:\d\d:\d\d\t[^\t\r\n]*(?:\t[^\t\r\n]*){10,80}"
+        rb"\d{4}-\d\d-\d\d\t\d\d:\d\d:\d\d\t[^\r\n]*\Z"
     )
 
     def _configured(self) -> list[str]:

@@ -111,7 +111,7 @@ _OWN = frozenset(
     ]
 )
 _ESCAPE = re.compile(rb"\\x([0-9a-fA-F]{2})")
-_LINE = re.compile(rb"\d{9,10}(?:\.\d{1,9})?\t[^\r\n]*")
+_LINE = re.compile(rb"\d{9,10}(?:\.\d{1,9})?\t")
 _ZEEK_HEADER = re.compile(
     rb"#(?:separator |(?:set_separator|empty_field|unset_field|path|open|fields"
     rb"|types|close)\t)"
@@ -151,7 +151,11 @@ class ZeekTsvParser(BaseParser):
     def looks_like(self, raw: bytes) -> bool:
         if raw[:1] == b"#":
             return _ZEEK_HEADER.match(raw) is not None
-        return len(raw) <= 1 << 20 and _LINE.fullmatch(raw.rstrip(b"\r\n")) is not None
+        line = raw.rstrip(b"\r\n")
+        return (
+            line.count(self.separator) == len(self.fields) - 1
+            and _LINE.match(line) is not None
+        )
 
     def parse(self, raw: bytes) -> HttpRequest | None:
         check_size(raw)
