@@ -88,8 +88,11 @@ class CombinedParser(BaseParser):
 
     def parse(self, raw: bytes) -> HttpRequest | None:
         check_size(raw)
-        match = _LINE.fullmatch(raw.rstrip(b"\r\n"))
+        line = raw.rstrip(b"\r\n")
+        match = _LINE.fullmatch(line)
         if match is None:
+            if _LINE.fullmatch(line + b'"') is not None:
+                raise PoisonRecord("truncated", "line ends inside a quoted field")
             raise PoisonRecord(
                 "not_access_log", "line does not match common/combined format"
             )
