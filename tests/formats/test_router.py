@@ -125,7 +125,9 @@ def test_aliases_name_the_same_parser() -> None:
         (b"#close\t2021-12-10-15-00-00", "zeek_tsv"),
     ],
 )
-def test_directive_lines_go_to_their_format_and_parse_to_none(line: bytes, fmt: str) -> None:
+def test_directive_lines_go_to_their_format_and_parse_to_none(
+    line: bytes, fmt: str
+) -> None:
     router = FormatRouter()
 
     parser, ambiguous = router.choose(line)
@@ -141,7 +143,11 @@ def test_fields_directive_changes_the_layout_of_following_records() -> None:
     request = router.parse(b"2021-12-10 14:25:38 203.0.113.9 GET /a curl/8+x")
 
     assert request is not None
-    assert (request.peer_ip, request.uri, request.user_agent) == ("203.0.113.9", "/a", "curl/8 x")
+    assert (request.peer_ip, request.uri, request.user_agent) == (
+        "203.0.113.9",
+        "/a",
+        "curl/8 x",
+    )
 
 
 def test_record_not_matching_the_layout_is_poison() -> None:

@@ -18,7 +18,11 @@ T = 1639146338.0  # 2021-12-10T14:25:38Z
 
 @pytest.mark.parametrize(
     "value",
-    ["2021-12-10T14:25:38Z", "2021-12-10T15:25:38+01:00", "2021-12-10T14:25:38.000+0000"],
+    [
+        "2021-12-10T14:25:38Z",
+        "2021-12-10T15:25:38+01:00",
+        "2021-12-10T14:25:38.000+0000",
+    ],
 )
 def test_iso_times_become_utc_epoch_seconds(value: str) -> None:
     assert STRICT.iso(value) == T
@@ -30,7 +34,12 @@ def test_epoch_numbers_in_s_ms_us_ns_are_told_apart_by_magnitude(value: object) 
 
 
 @pytest.mark.parametrize(
-    "value", ["10/Dec/2021:14:25:38 +0000", "10/Dec/2021:09:25:38 -0500", "10/Dec/2021:14:25:38"]
+    "value",
+    [
+        "10/Dec/2021:14:25:38 +0000",
+        "10/Dec/2021:09:25:38 -0500",
+        "10/Dec/2021:14:25:38",
+    ],
 )
 def test_access_log_times_honour_their_offset(value: str) -> None:
     assert STRICT.clf(value) == T
@@ -106,7 +115,10 @@ def test_year_9999_access_log_time_is_poison() -> None:
 
 
 def test_cloudflare_unix_nano_timestamps_are_read() -> None:
-    record = b'{"ClientIP":"203.0.113.9","ClientRequestURI":"/","EdgeStartTimestamp":1639146338000000000}'
+    record = (
+        b'{"ClientIP":"203.0.113.9","ClientRequestURI":"/",'
+        b'"EdgeStartTimestamp":1639146338000000000}'
+    )
     request = FormatRouter().parser("cloudflare").parse(record)
 
     assert request is not None
