@@ -10,9 +10,11 @@ from __future__ import annotations
 import re
 from typing import Any, ClassVar
 
+import msgspec
+
 from pipeline.errors import PoisonRecord
 from pipeline.events import HttpRequest
-from pipeline.formats.base import valid_ip
+from pipeline.formats.base import forwarded_chain, valid_ip
 from pipeline.formats.jsonmap import JsonMapping, JsonParser, as_text, lookup, text_of
 
 
@@ -228,8 +230,6 @@ class AzureParser(JsonParser):
         client = text_of(doc, ["properties.clientIp"])
         if request is None or not socket or not client or valid_ip(client) is None:
             return request
-        import msgspec  # noqa: PLC0415
-
         return msgspec.structs.replace(request, forwarded_for=(client,))
 
 
@@ -319,10 +319,6 @@ def rebuild_with_headers(
     request: HttpRequest, pairs: list[tuple[str, str]]
 ) -> HttpRequest:
     """``request`` with more headers, and the forwarded chain they imply."""
-    import msgspec  # noqa: PLC0415
-
-    from pipeline.formats.base import forwarded_chain  # noqa: PLC0415
-
     headers = (*request.headers, *pairs)
     chain = request.forwarded_for or forwarded_chain(headers)
     return msgspec.structs.replace(request, headers=headers, forwarded_for=tuple(chain))
