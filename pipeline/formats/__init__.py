@@ -5,8 +5,9 @@ Contract with the detect stage:
 * ``FormatRouter.choose(raw, named)`` → ``(parser, ambiguous)``. ``named`` is the
   record's ``l4s-format`` Kafka header; otherwise the topic's format from
   ``[formats.topics]``, then ``[formats] default``. With ``auto`` each parser whose
-  ``sniff`` matches the record's shape runs ``looks_like``; unless exactly one
-  claims the record, the ``fallback`` parser is used and ``ambiguous`` is True.
+  ``sniff`` matches the record's shape runs ``looks_like``; when two JSON shapes
+  claim it, its decoded top-level keys decide; unless exactly one claims the
+  record, the ``fallback`` parser is used and ``ambiguous`` is True.
 * ``parser.parse(raw)`` returns an :class:`~pipeline.events.HttpRequest`, or None
   for a well-formed record that is not a request (a W3C or Zeek header line, a
   non-HTTP Suricata event); it raises :class:`~pipeline.errors.PoisonRecord` for
@@ -36,7 +37,12 @@ from pipeline.formats.jsonformats import (
     VectorParser,
     ZeekJsonParser,
 )
-from pipeline.formats.jsonmap import MappedJsonParser, load_mapping
+from pipeline.formats.jsonmap import (
+    JsonParser,
+    MappedJsonParser,
+    decode_object,
+    load_mapping,
+)
 from pipeline.formats.logformat import LogFormatParser, compile_apache, compile_nginx
 from pipeline.formats.modsec import ModSecurityParser
 from pipeline.formats.proxies import EnvoyParser, HaproxyParser
@@ -129,11 +135,13 @@ class FormatRouter:
         if fallback == "auto":
             raise ConfigError("the fallback log format cannot be 'auto'")
         wanted = set(shapes)
-        self._line = [
+        self._line: list[Parser] = [
             p for k, p in self._registered() if p.sniff == "line" and "line" in wanted
         ]
         self._json = [
-            p for k, p in self._registered() if p.sniff == "json" and "json" in wanted
+            p
+            for k, p in self._registered()
+            if isinstance(p, JsonParser) and p.sniff == "json" and "json" in wanted
         ]
         self.default = default
         self.fallback = fallback
@@ -185,13 +193,10 @@ class FormatRouter:
         )
         if key != "auto":
             return self.parser(key), False
-        head = raw[:1]
-        if head in (b"{", b" ", b"\t", b"\n"):
-            candidates = self._json if raw.lstrip()[:1] == b"{" else self._line
-        else:
-            candidates = self._line
+        if raw[:1] == b"{" or (raw[:1].isspace() and raw.lstrip()[:1] == b"{"):
+            return self._choose_json(raw)
         claim: Parser | None = None
-        for parser in candidates:
+        for parser in self._line:
             if parser.looks_like(raw):
                 if claim is not None:
                     return self._parsers[self.fallback], True
@@ -199,6 +204,20 @@ class FormatRouter:
         if claim is None:
             return self._parsers[self.fallback], True
         return claim, False
+
+    def _choose_json(self, raw: bytes) -> tuple[Parser, bool]:
+        claims = [p for p in self._json if p.looks_like(raw)]
+        if len(claims) > 1:
+            # Rare: keys of two shapes in one record (a client can send header
+            # names that look like another shape's keys); the top level decides.
+            try:
+                doc = decode_object(raw)
+            except PoisonRecord:
+                return self._parsers[self.fallback], True
+            claims = [p for p in claims if p.claims_document(doc)]
+        if len(claims) == 1:
+            return claims[0], False
+        return self._parsers[self.fallback], True
 
     def parse(
         self, raw: bytes, named: str | None = None, topic: str | None = None

@@ -7,7 +7,6 @@ class).
 
 from __future__ import annotations
 
-import re
 from typing import Any, ClassVar
 
 import msgspec
@@ -53,13 +52,13 @@ class EcsParser(JsonParser):
         ecs={"user.name": ["user.name"]},
         message=["message", "event.original"],
     )
-    markers: ClassVar[tuple[tuple[bytes, ...], ...]] = (
-        (b'"ecs":',),
-        (b'"ecs.version":',),
-        (b'"@timestamp":', b'"url":'),
-        (b'"@timestamp":', b'"url.original":'),
-        (b'"@timestamp":', b'"source":'),
-        (b'"@timestamp":', b'"source.ip":'),
+    shape: ClassVar[tuple[tuple[str, ...], ...]] = (
+        ("ecs",),
+        ("ecs.version",),
+        ("@timestamp", "url"),
+        ("@timestamp", "url.original"),
+        ("@timestamp", "source"),
+        ("@timestamp", "source.ip"),
     )
 
 
@@ -91,9 +90,9 @@ class VectorParser(JsonParser):
         ecs={"user.name": ["user"]},
         message=["message"],
     )
-    markers: ClassVar[tuple[tuple[bytes, ...], ...]] = (
-        (b'"source_type":',),
-        (b'"agent":', b'"request":', b'"status":', b'"client":'),
+    shape: ClassVar[tuple[tuple[str, ...], ...]] = (
+        ("source_type",),
+        ("agent", "request", "status", "client"),
     )
 
 
@@ -123,10 +122,9 @@ class FluentBitParser(JsonParser):
         ecs={"user.name": ["user"]},
         message=["log"],
     )
-    markers: ClassVar[tuple[tuple[bytes, ...], ...]] = (
-        (b'"log":"',),
-        (b'"log": "',),
-        (b'"code":', b'"path":', b'"method":', b'"agent":'),
+    shape: ClassVar[tuple[tuple[str, ...], ...]] = (
+        ("log=str",),
+        ("code", "path", "method", "agent"),
     )
 
 
@@ -158,10 +156,10 @@ class CloudflareParser(JsonParser):
         cookies=["Cookies"],
         ecs={"tls.client.server_name": ["ClientSSLServerName"]},
     )
-    markers: ClassVar[tuple[tuple[bytes, ...], ...]] = (
-        (b'"ClientRequestURI":',),
-        (b'"ClientRequestHost":',),
-        (b'"RayID":', b'"ClientIP":'),
+    shape: ClassVar[tuple[tuple[str, ...], ...]] = (
+        ("ClientRequestURI",),
+        ("ClientRequestHost",),
+        ("RayID", "ClientIP"),
     )
 
 
@@ -186,10 +184,7 @@ class GcpLoadBalancerParser(JsonParser):
         status=["httpRequest.status"],
         bytes_sent=["httpRequest.responseSize"],
     )
-    markers: ClassVar[tuple[tuple[bytes, ...], ...]] = (
-        (b'"httpRequest":',),
-        (b'"httpRequest" :',),
-    )
+    shape: ClassVar[tuple[tuple[str, ...], ...]] = (("httpRequest",),)
 
 
 class AzureParser(JsonParser):
@@ -218,10 +213,10 @@ class AzureParser(JsonParser):
         bytes_sent=["properties.responseBytes", "properties.sentBytes"],
         ecs={"tls.client.server_name": ["properties.sni"]},
     )
-    markers: ClassVar[tuple[tuple[bytes, ...], ...]] = (
-        (b'"properties":', b"FrontDoorAccessLog"),
-        (b'"properties":', b"FrontdoorAccessLog"),
-        (b'"properties":', b"ApplicationGatewayAccess"),
+    shape: ClassVar[tuple[tuple[str, ...], ...]] = (
+        ("properties", "category~FrontDoorAccessLog"),
+        ("properties", "category~FrontdoorAccessLog"),
+        ("properties", "category~ApplicationGatewayAccess"),
     )
 
     def from_document(self, doc: dict[str, Any]) -> HttpRequest | None:
@@ -255,9 +250,9 @@ class TraefikParser(JsonParser):
         header_prefixes=["request_"],
         ecs={"user.name": ["ClientUsername"]},
     )
-    markers: ClassVar[tuple[tuple[bytes, ...], ...]] = (
-        (b'"RequestPath":', b'"ClientAddr":'),
-        (b'"RequestPath":', b'"ClientHost":'),
+    shape: ClassVar[tuple[tuple[str, ...], ...]] = (
+        ("RequestPath", "ClientAddr"),
+        ("RequestPath", "ClientHost"),
     )
 
 
@@ -288,9 +283,9 @@ class ZeekJsonParser(JsonParser):
         ecs={"user.name": ["username"]},
         extra={"password": ["password"]},
     )
-    markers: ClassVar[tuple[tuple[bytes, ...], ...]] = (
-        (b'"id.orig_h":', b'"trans_depth":'),
-        (b'"id_orig_h":', b'"trans_depth":'),
+    shape: ClassVar[tuple[tuple[str, ...], ...]] = (
+        ("id.orig_h", "trans_depth"),
+        ("id_orig_h", "trans_depth"),
     )
 
     def from_document(self, doc: dict[str, Any]) -> HttpRequest | None:
@@ -324,9 +319,6 @@ def rebuild_with_headers(
     return msgspec.structs.replace(request, headers=headers, forwarded_for=tuple(chain))
 
 
-_EVENT_TYPE = re.compile(rb'"event_type" ?: ?"')
-
-
 class SuricataParser(JsonParser):
     """Suricata EVE JSON ``http`` events, with ``request_headers`` when
     ``dump-all-headers`` is on and the printable body when enabled.
@@ -357,12 +349,7 @@ class SuricataParser(JsonParser):
             "x-forwarded-for": ["http.xff"],
         },
     )
-    markers: ClassVar[tuple[tuple[bytes, ...], ...]] = (
-        (b'"event_type":', b'"src_ip":'),
-    )
-
-    def looks_like(self, raw: bytes) -> bool:
-        return super().looks_like(raw) and _EVENT_TYPE.search(raw) is not None
+    shape: ClassVar[tuple[tuple[str, ...], ...]] = (("event_type", "src_ip"),)
 
     def from_document(self, doc: dict[str, Any]) -> HttpRequest | None:
         event_type = doc.get("event_type")

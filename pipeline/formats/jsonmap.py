@@ -23,8 +23,10 @@ in order.
 
 from __future__ import annotations
 
+import functools
 import tomllib
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -258,14 +260,55 @@ def chain_of(value: Any, where: str) -> list[str]:
     return split_forwarded_for(as_text(value, where) or "")
 
 
+@dataclass(frozen=True)
+class ShapeKey:
+    """One key of a shape group (see :class:`JsonParser`)."""
+
+    name: str
+    kind: str
+    word: str
+    needles: tuple[bytes, ...]
+
+    def in_bytes(self, raw: bytes) -> bool:
+        return any(needle in raw for needle in self.needles)
+
+    def in_document(self, doc: dict[str, Any]) -> bool:
+        value = doc.get(self.name)
+        if self.kind == "contains":
+            return isinstance(value, str) and self.word in value
+        if self.kind == "str":
+            return isinstance(value, str)
+        return self.name in doc
+
+
+@functools.cache
+def _groups(shape: tuple[tuple[str, ...], ...]) -> tuple[tuple[ShapeKey, ...], ...]:
+    return tuple(tuple(_shape_key(spec) for spec in group) for group in shape)
+
+
+def _shape_key(spec: str) -> ShapeKey:
+    if "~" in spec:
+        name, word = spec.split("~", 1)
+        return ShapeKey(name, "contains", word, (word.encode(),))
+    if spec.endswith("=str"):
+        name = spec[:-4]
+        needles = (f'"{name}":"'.encode(), f'"{name}": "'.encode())
+        return ShapeKey(name, "str", "", needles)
+    return ShapeKey(spec, "key", "", (f'"{spec}":'.encode(),))
+
+
 class JsonParser(BaseParser):
     """A JSON shape read through its :class:`JsonMapping`.
 
-    Subclasses set ``name``, ``mapping`` and the ``markers`` that identify their
-    shape: ``looks_like`` is true for a record that starts with ``{``, ends with
-    ``}`` and contains every byte string of at least one marker group. Keys are
-    matched with their closing ``":``, which cannot occur inside a JSON string
-    value, so a payload cannot make a record look like another shape.
+    Subclasses set ``name``, ``mapping`` and the ``shape`` that identifies their
+    records: groups of top-level keys (``"ecs"``), keys with a text value
+    (``"log=str"``) or keys whose text contains a word
+    (``"category~FrontDoorAccessLog"``); a record has the shape when every key
+    of at least one group matches. ``looks_like`` tests this on the raw bytes
+    (a record that starts with ``{``, ends with ``}`` and contains ``"key":``,
+    which cannot occur inside a JSON string value); when several shapes claim a
+    record, ``claims_document`` settles it on the decoded top-level keys, so
+    header names a client sends (nested deeper) cannot forge a shape.
 
     Args:
         settings: the ``[formats]`` settings.
@@ -273,7 +316,7 @@ class JsonParser(BaseParser):
 
     sniff: Sniff = "json"
     mapping: ClassVar[JsonMapping] = JsonMapping()
-    markers: ClassVar[tuple[tuple[bytes, ...], ...]] = ()
+    shape: ClassVar[tuple[tuple[str, ...], ...]] = ()
 
     def __init__(self, settings: FormatSettings | None = None) -> None:
         super().__init__(settings)
@@ -284,7 +327,11 @@ class JsonParser(BaseParser):
             return False
         if raw[-1:] != b"}" and raw.rstrip()[-1:] != b"}":
             return False
-        return any(all(m in raw for m in group) for group in self.markers)
+        return any(all(k.in_bytes(raw) for k in g) for g in _groups(self.shape))
+
+    def claims_document(self, doc: dict[str, Any]) -> bool:
+        """Whether the decoded document's top-level keys have this shape."""
+        return any(all(k.in_document(doc) for k in g) for g in _groups(self.shape))
 
     def parse(self, raw: bytes) -> HttpRequest | None:
         return self.from_document(decode_object(raw))

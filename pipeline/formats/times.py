@@ -127,10 +127,12 @@ class Clock:
             return None
         day, month, year, hh, mm, ss, frac, sign, oh, om = match.groups()
         zone: tzinfo = self.zone
-        if sign is not None:
-            offset = timedelta(hours=int(oh), minutes=int(om))
-            zone = timezone(-offset if sign == b"-" else offset)
         try:
+            if sign is not None:
+                if int(om) >= 60:
+                    raise ValueError("offset minutes")
+                offset = timedelta(hours=int(oh), minutes=int(om))
+                zone = timezone(-offset if sign == b"-" else offset)
             moment = datetime(
                 int(year),
                 _MONTHS[month],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -16,8 +17,11 @@ from pipeline.formats.base import Parser
 from tests.formats.conftest import CASES, PAYLOAD, render, router_for
 
 CASE_IDS = [c["id"] for c in CASES]
+#: Examples per property; raise with L4S_FUZZ_EXAMPLES for a long local run.
 FUZZ = settings(
-    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+    max_examples=int(os.environ.get("L4S_FUZZ_EXAMPLES", "150")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
 )
 
 

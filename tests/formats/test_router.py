@@ -158,3 +158,19 @@ def test_record_not_matching_the_layout_is_poison() -> None:
         parser.parse(b"2021-12-10 14:25:38 203.0.113.9 GET /extra")
 
     assert caught.value.reason == "field_count"
+
+
+def test_header_names_cannot_force_an_ambiguous_shape() -> None:
+    """Nested header names that match another shape's keys lose to the top level."""
+    record = (
+        b'{"@timestamp":"2021-12-10T14:25:38Z","ecs":{"version":"8"},"url":{"original":"/"},'
+        b'"http":{"request":{"headers":{"RayID":"1","ClientIP":"x","source_type":"y",'
+        b'"httpRequest":"z","log":"w"}}}}'
+    )
+    router = FormatRouter()
+
+    claims = [k for k in REGISTRY if router.parser(k).looks_like(record)]
+    parser, ambiguous = router.choose(record)
+
+    assert len(claims) > 1
+    assert (parser.name, ambiguous) == ("ecs", False)

@@ -123,3 +123,11 @@ def test_cloudflare_unix_nano_timestamps_are_read() -> None:
 
     assert request is not None
     assert request.timestamp == pytest.approx(T)
+
+
+@pytest.mark.parametrize("offset", ["+3000", "-2400", "+0099"])
+def test_impossible_utc_offset_is_poison(offset: str) -> None:
+    with pytest.raises(PoisonRecord) as caught:
+        STRICT.clf(f"10/Dec/2021:14:25:38 {offset}")
+
+    assert caught.value.reason == "bad_timestamp"
