@@ -5,6 +5,12 @@ Directive lines (``#Software:``, ``#Version:``, ``#Date:``, ``#Fields:``,
 a ``#Fields:`` line sets the layout of the records that follow on the same
 parser instance; until one is seen, the layout from settings (or the product's
 default layout) applies, so a worker that starts mid-stream can parse.
+
+XXX(#8): the layout is state of one parser instance, so records of two files
+with different ``#Fields:`` interleaved on one topic are read with whichever
+layout came last; a line that then has the wrong field count is dead-lettered,
+one with the same count is misread. Keying the layout by source needs the
+stage to pass the record's origin; fix the layout per topic in config meanwhile.
 """
 
 from __future__ import annotations

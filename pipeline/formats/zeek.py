@@ -9,6 +9,10 @@ parser instance are split. Before any header the layout from settings
 starts mid-stream can parse. Other Zeek logs that carry request text (the
 Log4j package's ``notice.log`` puts the header in ``sub``) parse too: fields
 without an HTTP meaning are scanned as ``log.extra.<field>``.
+
+XXX(#8): as for W3C logs, the layout is state of one parser instance; streams
+that interleave Zeek logs of different layouts on one topic need one topic per
+log path (the usual Zeek-to-Kafka setup) or ``zeek_fields`` in config.
 """
 
 from __future__ import annotations
