@@ -7,7 +7,8 @@ from typing import Any
 import pytest
 
 from pipeline.errors import PoisonRecord
-from tests.formats.conftest import CASES, PAYLOAD, render, router_for
+
+from .conftest import CASES, PAYLOAD, render, router_for
 
 SLOTS = [
     pytest.param(case, slot, id=f"{case['id']}-{slot}")

@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 from pipeline.errors import PoisonRecord
 from pipeline.events import HttpRequest
 from pipeline.formats.base import Parser
-from tests.formats.conftest import CASES, PAYLOAD, render, router_for
+
+from .conftest import CASES, PAYLOAD, render, router_for
 
 CASE_IDS = [c["id"] for c in CASES]
 #: Examples per property; raise with L4S_FUZZ_EXAMPLES for a long local run.

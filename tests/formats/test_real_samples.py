@@ -12,7 +12,8 @@ from pipeline.errors import PoisonRecord
 from pipeline.events import HttpRequest
 from pipeline.formats import FormatRouter
 from pipeline.formats.settings import FormatSettings
-from tests.formats.conftest import DATA
+
+from .conftest import DATA
 
 REAL = DATA / "real"
 

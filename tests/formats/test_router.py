@@ -9,7 +9,8 @@ import pytest
 from pipeline.errors import ConfigError, PoisonRecord
 from pipeline.formats import ALIASES, REGISTRY, FormatRouter
 from pipeline.formats.settings import FormatSettings
-from tests.formats.conftest import CASES, DATA, render, router_for
+
+from .conftest import CASES, DATA, render, router_for
 
 SNIFFED = [c for c in CASES if c["format"] in REGISTRY]
 

@@ -8,7 +8,8 @@ from pipeline.errors import PoisonRecord
 from pipeline.formats import FormatRouter
 from pipeline.formats.logformat import compile_apache, compile_nginx
 from pipeline.formats.settings import FormatSettings
-from tests.formats.conftest import PAYLOAD
+
+from .conftest import PAYLOAD
 
 ROUTER = FormatRouter()
 CLF = b'203.0.113.9 - - [10/Dec/2021:14:25:38 +0000] "GET / HTTP/1.1" 200 5 "-" '
