@@ -20,12 +20,12 @@ from pipeline.formats.base import (
     to_int,
 )
 
-_TOKEN = rb'(?:"(?:[^"\\]|\\.)*"|[^ "]+)'
+_TOKEN = rb'(?:"[^"\\]*(?:\\.[^"\\]*)*"|[^ "]+)'
 _ALB = re.compile(
     rb"(?:http|https|h2|grpcs|ws|wss) \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,9})?Z"
     rb"(?: " + _TOKEN + rb"){23,80}"
 )
-_FIELD = re.compile(rb'"((?:[^"\\]|\\.)*)"|([^ "]+)')
+_FIELD = re.compile(rb'"([^"\\]*(?:\\.[^"\\]*)*)"|([^ "]+)')
 _BACKSLASH = re.compile(r"\\(.)")
 
 #: Entries up to ``redirect_url``/``error_reason``, logged since 2018; fewer
@@ -79,32 +79,32 @@ class AlbParser(BaseParser):
             raise PoisonRecord(
                 "not_alb_log", "line does not match the ALB entry syntax"
             )
-        fields = [
-            _BACKSLASH.sub(r"\1", text(m.group(1)))
-            if m.group(1) is not None
-            else text(m[2])
+        tokens = [
+            m.group(1) if m.group(1) is not None else m.group(2)
             for m in _FIELD.finditer(line)
         ]
-        if len(fields) < 17:
+        if len(tokens) < _MIN_FIELDS:
             raise PoisonRecord(
-                "truncated", f"{len(fields)} fields, ALB logs at least 17"
+                "truncated", f"{len(tokens)} fields, ALB logs {_MIN_FIELDS}+"
             )
-        method, uri, protocol = split_request(fields[_REQUEST])
+
+        def field(i: int) -> str:
+            value = text(tokens[i])
+            return _BACKSLASH.sub(r"\1", value) if "\\" in value else value
+
+        method, uri, protocol = split_request(field(_REQUEST))
+        trace = optional(field(_TRACE))
         return make_request(
             self.name,
-            timestamp=self.clock.iso(fields[_TIME]),
-            peer=address_without_port(fields[_CLIENT]),
-            headers=[("x-amzn-trace-id", fields[_TRACE])]
-            if optional(fields[_TRACE])
-            else [],
+            timestamp=self.clock.iso(field(_TIME)),
+            peer=address_without_port(field(_CLIENT)),
+            headers=[("x-amzn-trace-id", trace)] if trace else [],
             method=method,
             host=host_of_url(uri),
             uri=uri,
             protocol=protocol,
-            user_agent=fields[_AGENT],
-            status=to_int(fields[_STATUS], "elb_status_code"),
-            bytes_sent=to_int(fields[_SENT], "sent_bytes"),
-            ecs_fields=[
-                ("tls.client.server_name", fields[_SNI] if len(fields) > _SNI else None)
-            ],
+            user_agent=field(_AGENT),
+            status=to_int(field(_STATUS), "elb_status_code"),
+            bytes_sent=to_int(field(_SENT), "sent_bytes"),
+            ecs_fields=[("tls.client.server_name", field(_SNI))],
         )

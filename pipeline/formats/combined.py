@@ -25,8 +25,8 @@ from pipeline.formats.base import (
 from pipeline.formats.settings import FormatSettings
 from pipeline.formats.times import Clock
 
-QUOTED = rb'"((?:[^"\\]|\\.)*)"'
-_QUOTED_NC = rb'"(?:[^"\\]|\\.)*"'
+QUOTED = rb'"([^"\\]*(?:\\.[^"\\]*)*)"'
+_QUOTED_NC = rb'"[^"\\]*(?:\\.[^"\\]*)*"'
 _LINE = re.compile(
     rb"(\S+) (\S+) (\S+) \[([^\]]{1,64})\] " + QUOTED + rb" (\d{3}|-) (\d+|-)"
     rb"(?: "

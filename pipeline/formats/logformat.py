@@ -74,7 +74,7 @@ _NGINX_DIRECTIVE = re.compile(r"\s*log_format\s+(\S+)\s+(.*?);?\s*", re.DOTALL)
 _QUOTED_PIECE = re.compile(r"'((?:[^'\\]|\\.)*)'|\"((?:[^\"\\]|\\.)*)\"|(\S+)")
 
 _APACHE_DIRECTIVE = re.compile(
-    r'\s*LogFormat\s+"((?:[^"\\]|\\.)*)"(?:\s+\S+)?\s*', re.DOTALL
+    r'\s*LogFormat\s+"([^"\\]*(?:\\.[^"\\]*)*)"(?:\s+\S+)?\s*', re.DOTALL
 )
 _APACHE_TOKEN = re.compile(
     r"%([<>]?)(?:!?\d{3}(?:,\d{3})*)?([<>]?)(?:\{([^}]*)\})?(\^t[io]|[a-zA-Z%])"
@@ -97,7 +97,7 @@ _APACHE_ROLES = {
 }
 
 #: Group patterns by what follows a variable.
-_QUOTED_VALUE = r'(?:[^"\\]|\\.)*'
+_QUOTED_VALUE = r'[^"\\]*(?:\\.[^"\\]*)*'
 
 
 _STRFTIME = {
