@@ -87,6 +87,11 @@ def excerpt(value: bytes | str, limit: int = 24) -> str:
     return repr(cut) + ("…" if len(value) > limit else "")
 
 
+_OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
+#: Canonical dotted IPv4 (no leading zeros): the common case, without ipaddress.
+_IPV4 = re.compile(rf"{_OCTET}(?:\.{_OCTET}){{3}}")
+
+
 def valid_ip(value: str | None) -> str | None:
     """The address in canonical form, or None when ``value`` is not an IP.
 
@@ -107,6 +112,8 @@ def valid_ip(value: str | None) -> str | None:
         value = value.partition(":")[0]
     if not value or len(value) > 64:
         return None
+    if _IPV4.fullmatch(value) is not None:
+        return value
     try:
         address = ipaddress.ip_address(value)
     except ValueError:

@@ -104,7 +104,7 @@ class CombinedParser(BaseParser):
             unescape(m.group(1) if m.group(1) is not None else m.group(2))
             for m in _EXTRA.finditer(rest.strip())
         ]
-        chain = split_forwarded_for(extra[0]) if extra else []
+        chain = split_forwarded_for(extra[0]) if extra and extra[0] != "-" else []
         if not chain or any(valid_ip(hop) is None for hop in chain):
             chain = []
         return make_request(

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import ipaddress
+
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from pipeline.formats.base import (
     TrustedProxies,
@@ -168,3 +172,27 @@ def test_headers_with_their_own_field_are_yielded_once() -> None:
         ("http.request.headers.x-api", "x"),
     ]
     assert request.client_ip is None
+
+
+def _reference(value: str) -> str | None:
+    try:
+        address = ipaddress.ip_address(value)
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+        return str(address.ipv4_mapped)
+    return str(address)
+
+
+@given(
+    st.one_of(
+        st.ip_addresses().map(str),
+        st.from_regex(r"\A[0-9]{1,4}(\.[0-9]{1,4}){2,4}\Z"),
+        st.text(alphabet="0123456789.:abcdef", max_size=20),
+    )
+)
+def test_valid_ip_agrees_with_the_standard_library(value: str) -> None:
+    """The IPv4 fast path never accepts what ipaddress rejects, nor the reverse."""
+    if value.count(":") == 1 or value.startswith("["):
+        return
+    assert valid_ip(value) == _reference(value.strip())
