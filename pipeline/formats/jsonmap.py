@@ -144,12 +144,17 @@ def load_mapping(path: Path) -> JsonMapping:
         ) from None
 
 
+@functools.cache
+def _split(dotted: str) -> tuple[str, ...]:
+    return tuple(dotted.split("."))
+
+
 def lookup(doc: dict[str, Any], dotted: str) -> Any:
     """Value at ``dotted`` in ``doc``, whether keys are nested, flat or mixed."""
     if dotted in doc:
         return doc[dotted]
     node: Any = doc
-    parts = dotted.split(".")
+    parts = _split(dotted)
     for i, part in enumerate(parts):
         if not isinstance(node, dict):
             return None
