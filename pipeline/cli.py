@@ -15,7 +15,7 @@ from rich.console import Console
 
 from pipeline import __version__, config, log
 from pipeline.config import Settings
-from pipeline.errors import ConfigError, L4sError, ServiceUnavailable
+from pipeline.errors import ConfigError, L4sError, PoisonRecord, ServiceUnavailable
 from pipeline.metrics import Metrics, serve
 
 _DAY = click.DateTime(formats=["%Y-%m-%d"])
@@ -109,11 +109,14 @@ def reset(settings: Settings, yes: bool) -> None:
 @click.pass_obj
 def replay(settings: Settings, files: tuple[str, ...], rate: float | None, fmt: str | None, topic: str | None, progress: bool | None) -> None:
     """Produce log records from FILES (plain or gzip; - for stdin) into Kafka."""
-    from pipeline.formats import REGISTRY
+    from pipeline.formats import FormatRouter
     from pipeline.replay import replay as run
 
-    if fmt is not None and fmt not in REGISTRY:
-        raise click.BadParameter(f"unknown format {fmt!r}; known: {', '.join(sorted(REGISTRY))}", param_hint="--format")
+    if fmt is not None:
+        try:
+            FormatRouter.from_settings(settings.formats).parser(fmt)
+        except PoisonRecord:
+            raise click.BadParameter(f"unknown format {fmt!r}", param_hint="--format") from None
     result = run(files, settings, rate=rate, fmt=fmt, topic=topic, progress=progress)
     click.echo(f"replayed {result.records} records from {result.files} file(s)", err=True)
 
@@ -148,7 +151,7 @@ def detect(settings: Settings, stop_when_idle: float | None, metrics_port: int |
     """Run the detect worker: raw logs in, detections and dead letters out."""
     from pipeline.detect_worker import DetectWorker
 
-    settings = _override(settings, detect__batch_size=batch_size, detect__format=fmt)
+    settings = _override(settings, detect__batch_size=batch_size, formats__default=fmt)
     worker = DetectWorker(settings, _metrics(settings, metrics_port), stop_when_idle)
     sys.exit(worker.run())
 
@@ -210,7 +213,7 @@ def scan(settings: Settings, files: tuple[str, ...], as_json: bool, first: datet
     from pipeline import report as reports
     from pipeline.scan import scan as run
 
-    settings = _override(settings, detect__format=fmt, enrich__geoip_db=geoip_db, enrich__asn_db=asn_db, enrich__tor_exits=tor_exits)
+    settings = _override(settings, formats__default=fmt, enrich__geoip_db=geoip_db, enrich__asn_db=asn_db, enrich__tor_exits=tor_exits)
     result = run(files, settings, fmt=fmt)
     _report_output(reports.build(result.store, _date(first), _date(last)), as_json)
     if blocklist_out is not None:

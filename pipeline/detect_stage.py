@@ -47,6 +47,8 @@ class RawRecord:
     broker_time: float | None = None
     format: str | None = None
     sep: str = "/"
+    #: The Kafka topic it came from, for per-topic formats.
+    topic: str | None = None
 
     @property
     def event_id(self) -> str:
@@ -103,7 +105,7 @@ class DetectStage:
     """
 
     def __init__(self, settings: Settings) -> None:
-        self.router = FormatRouter(settings.detect.format)
+        self.router = FormatRouter.from_settings(settings.formats)
         self.proxies = TrustedProxies(settings.detect.trusted_proxies)
 
     def process(self, records: Iterable[RawRecord], out: BatchOutcome | None = None) -> BatchOutcome:
@@ -128,6 +130,7 @@ class DetectStage:
         out: BatchOutcome | None = None,
         *,
         fmt: str | None = None,
+        topic: str | None = None,
         joined: bytes | None = None,
         skip_blank: bool = False,
     ) -> BatchOutcome:
@@ -141,6 +144,7 @@ class DetectStage:
         Args:
             values: the records, none containing a newline.
             fmt: the format every record was declared in, if any.
+            topic: the Kafka topic of the records, for per-topic formats.
             joined: ``b"\n".join(values)`` when the caller has it already.
             skip_blank: blank records are not records (lines of a file).
         """
@@ -151,7 +155,7 @@ class DetectStage:
         out.last_seq[stream] = last_seq
         if joined is None:
             joined = b"\n".join(values)
-        parser = self._block_parser(values, fmt)
+        parser = self._block_parser(values, fmt, topic)
         special = set(find_candidates(joined))
         shape = getattr(parser, "line_shape", None)
         if shape is None:
@@ -170,15 +174,15 @@ class DetectStage:
             self._guarded(make(i), out, counts)
         return out
 
-    def _block_parser(self, values: list[bytes], fmt: str | None) -> Parser:
+    def _block_parser(self, values: list[bytes], fmt: str | None, topic: str | None) -> Parser:
         # The block's shape is that of its declared format, or of the format its
         # first record has; records of any other format fail the shape test and
         # are parsed one by one with per-record detection.
         for value in values:
             if value.strip():
-                parser, _ = self.router.choose(value, fmt)
+                parser, _ = self.router.choose(value, fmt, topic)
                 return parser
-        return self.router.choose(b"", fmt)[0]
+        return self.router.choose(b"", fmt, topic)[0]
 
     def _guarded(self, record: RawRecord, out: BatchOutcome, counts: Counter[str]) -> None:
         try:
@@ -190,7 +194,7 @@ class DetectStage:
 
     def _one(self, record: RawRecord, out: BatchOutcome, counts: Counter[str]) -> None:
         raw = record.value
-        parser, ambiguous = self.router.choose(raw, record.format)
+        parser, ambiguous = self.router.choose(raw, record.format, record.topic)
         if ambiguous:
             counts["ambiguous"] += 1
         if not may_contain_lookup(raw) and _well_formed(parser, raw):

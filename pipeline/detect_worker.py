@@ -165,13 +165,13 @@ class DetectWorker:
     def _process(self, group: _Group, start: int, end: int, out: BatchOutcome) -> None:
         values = group.values[start:end]
         messages = group.messages[start:end]
-        stream, fmt = group.stream, group.format
+        stream, fmt, topic = group.stream, group.format, group.topic
 
         def make(i: int) -> RawRecord:
             message = messages[i]
             kind, stamp = message.timestamp()
             broker_time = stamp / 1000 if kind else None
-            return RawRecord(values[i], stream, message.offset(), broker_time, fmt)
+            return RawRecord(values[i], stream, message.offset(), broker_time, fmt, topic=topic)
 
         last = max(out.last_seq.get(stream, -1), messages[-1].offset())
         joined = b"\n".join(values)
@@ -180,7 +180,7 @@ class DetectWorker:
             self.stage.process((make(i) for i in range(len(values))), out)
             out.last_seq[stream] = last
             return
-        self.stage.process_block(values, make, stream, last, out, fmt=fmt, joined=joined)
+        self.stage.process_block(values, make, stream, last, out, fmt=fmt, topic=topic, joined=joined)
 
     def _known_high_water(self, stream: str) -> int:
         if stream not in self._high_water:
