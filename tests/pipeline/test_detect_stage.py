@@ -59,9 +59,12 @@ def test_block_path_agrees_with_per_record_path_on_mixed_input() -> None:
     counts, detections, dead = block
     assert counts["lines"] == len(values) - 1  # the blank line is not a record
     assert counts["lines"] == counts["parsed"] + counts["dead_letters"]
+    assert counts["ambiguous"] == 4
     assert dict(dead) == {
         "f:6": "not_access_log",  # garbage
-        "f:12": "not_json",  # truncated JSON
+        # A truncated JSON record is claimed by no format: it takes the fallback
+        # parser and is counted as ambiguous.
+        "f:12": "not_access_log",
         "f:13": "not_access_log",  # binary
         "f:17": "not_access_log",  # truncated access-log line
     }
