@@ -229,7 +229,7 @@ def scan(settings: Settings, files: tuple[str, ...], as_json: bool, first: datet
     from pipeline.scan import scan as run
 
     settings = _override(settings, detect__format=fmt, enrich__geoip_db=geoip_db, enrich__asn_db=asn_db, enrich__tor_exits=tor_exits)
-    result = run(files, settings)
+    result = run(files, settings, fmt=fmt)
     built = reports.build(result.store, _date(first), _date(last))
     _report_output(built, as_json, html_out)
     if blocklist_out is not None:

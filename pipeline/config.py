@@ -51,6 +51,8 @@ class RedisSettings(_Section):
 class DetectSettings(_Section):
     group: str = "l4s-detect"
     batch_size: int = Field(default=2000, ge=1, le=100_000)
+    #: Longest wait for a batch to fill: bounds the latency a quiet topic adds.
+    max_wait_ms: int = Field(default=100, ge=1, le=10_000)
     #: Parser registry key, or ``auto`` to choose per record.
     format: str = "auto"
     #: Addresses or prefixes of proxies whose X-Forwarded-For is believed.

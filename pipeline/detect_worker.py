@@ -9,10 +9,12 @@ is recognised downstream by event id and here by the partition's high-water mark
 
 from __future__ import annotations
 
+import bisect
 import json
 import signal
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any
 
@@ -45,6 +47,17 @@ _log = log.get("detect")
 
 #: Seconds to wait for the broker to acknowledge a batch's output.
 _FLUSH_TIMEOUT = 60.0
+
+
+@dataclass
+class _Group:
+    """One partition's messages of a batch that share a declared format."""
+
+    stream: str
+    format: str | None
+    values: list[bytes] = field(default_factory=list)
+    offsets: list[int] = field(default_factory=list)
+    times: list[float | None] = field(default_factory=list)
 
 
 class DeliveryFailed(ServiceUnavailable):
@@ -95,16 +108,21 @@ class DetectWorker:
         previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
         self.metrics.up.labels(stage="detect").set(1)
         _log.info("detect_started", topic=topic, group=self.settings.detect.group)
-        last_record = time.monotonic()
+        self._last_activity = time.monotonic()
+        wait = self.settings.detect.max_wait_ms / 1000
         try:
             while not self._stopping:
-                messages = self.consumer.consume(self.settings.detect.batch_size, timeout=0.5)
+                messages = self.consumer.consume(self.settings.detect.batch_size, timeout=wait)
                 if not messages:
-                    if self.stop_when_idle is not None and time.monotonic() - last_record > self.stop_when_idle:
-                        _log.info("detect_idle_exit", idle_seconds=self.stop_when_idle)
-                        break
+                    idle = time.monotonic() - self._last_activity
+                    if self.stop_when_idle is not None and idle > self.stop_when_idle:
+                        if self._caught_up():
+                            _log.info("detect_idle_exit", idle_seconds=self.stop_when_idle)
+                            break
+                        # Quiet but behind (a broker restart): wait on.
+                        self._last_activity = time.monotonic()
                     continue
-                last_record = time.monotonic()
+                self._last_activity = time.monotonic()
                 self._handle(messages)
         finally:
             self.metrics.up.labels(stage="detect").set(0)
@@ -115,52 +133,70 @@ class DetectWorker:
 
     def _handle(self, messages: Sequence[Message]) -> None:
         started = time.perf_counter()
-        records = self._records(messages)
-        fresh, recounted = self._split_counted(records)
-        outcome = self.stage.process(fresh)
-        self._publish(outcome)
-        if recounted:
-            # Records redelivered after a crash: publish again (downstream drops
-            # them by event id) but never count them twice.
-            self._publish(self.stage.process(recounted))
-            self.metrics.duplicates.labels(stage="detect").inc(len(recounted))
-        self._count(outcome)
+        fresh, replayed = BatchOutcome(), BatchOutcome()
+        for group in self._groups(messages):
+            # Offsets at or below the partition's high-water mark were counted
+            # before a crash or rebalance: publish again (downstream drops them by
+            # event id) but never count them twice.
+            split = bisect.bisect_right(group.offsets, self._known_high_water(group.stream))
+            if split:
+                self._process(group, 0, split, replayed)
+            if split < len(group.offsets):
+                self._process(group, split, len(group.offsets), fresh)
+        self._publish(fresh)
+        self._publish(replayed)
+        if replayed.by_stream:
+            self.metrics.duplicates.labels(stage="detect").inc(replayed.counts["lines"])
+        self._count(fresh)
         self._store_offsets(messages)
-        self._observe(outcome, time.perf_counter() - started)
+        self._observe(fresh, time.perf_counter() - started)
 
-    def _split_counted(self, records: list[RawRecord]) -> tuple[list[RawRecord], list[RawRecord]]:
-        for stream in {r.stream for r in records} - self._high_water.keys():
-            self._with_redis(lambda s=stream: self._high_water.__setitem__(s, self.store.high_water(s)))
-        fresh = [r for r in records if r.seq > self._high_water[r.stream]]
-        if len(fresh) == len(records):
-            return records, []
-        recounted = [r for r in records if r.seq <= self._high_water[r.stream]]
-        return fresh, recounted
+    def _process(self, group: _Group, start: int, end: int, out: BatchOutcome) -> None:
+        values = group.values[start:end]
+        offsets = group.offsets[start:end]
+        times = group.times[start:end]
 
-    def _records(self, messages: Sequence[Message]) -> list[RawRecord]:
-        records: list[RawRecord] = []
+        def make(i: int) -> RawRecord:
+            return RawRecord(values[i], group.stream, offsets[i], times[i], group.format)
+
+        joined = b"\n".join(values)
+        if joined.count(b"\n") != len(values) - 1:
+            # A record holding a newline (a multi-line format): record by record.
+            self.stage.process((make(i) for i in range(len(values))), out)
+            out.last_seq[group.stream] = max(out.last_seq.get(group.stream, -1), offsets[-1])
+            return
+        last = max(out.last_seq.get(group.stream, -1), offsets[-1])
+        self.stage.process_block(values, make, group.stream, last, out, fmt=group.format, joined=joined)
+
+    def _known_high_water(self, stream: str) -> int:
+        if stream not in self._high_water:
+            self._with_redis(lambda: self._high_water.__setitem__(stream, self.store.high_water(stream)))
+        return self._high_water[stream]
+
+    def _groups(self, messages: Sequence[Message]) -> list[_Group]:
+        """Messages by partition and declared format, in offset order."""
+        groups: dict[tuple[str, int, str | None], _Group] = {}
         for message in messages:
             error = message.error()
             if error is not None:
                 if error.code() == KafkaError._PARTITION_EOF:
                     continue
                 raise KafkaException(error)
-            kind, stamp = message.timestamp()
             fmt = None
             headers = message.headers()
             if headers:
                 for name, value in headers:
                     if name == FORMAT_HEADER and value:
                         fmt = value.decode("ascii", "replace")
-            record = RawRecord(
-                value=message.value() or b"",
-                stream=f"{message.topic()}/{message.partition()}",
-                seq=message.offset(),
-                broker_time=stamp / 1000 if kind else None,
-                format=fmt,
-            )
-            records.append(record)
-        return records
+            key = (message.topic(), message.partition(), fmt)
+            group = groups.get(key)
+            if group is None:
+                group = groups[key] = _Group(f"{key[0]}/{key[1]}", fmt)
+            kind, stamp = message.timestamp()
+            group.values.append(message.value() or b"")
+            group.offsets.append(message.offset())
+            group.times.append(stamp / 1000 if kind else None)
+        return list(groups.values())
 
     def _publish(self, outcome: BatchOutcome) -> None:
         topics = self.settings.topics
@@ -224,6 +260,7 @@ class DetectWorker:
             _log.info("redis_recovered")
 
     _paused = False
+    _last_activity = 0.0
 
     def _redis_down(self, state: RetryCallState) -> None:
         # Keep the group membership alive while Redis is away: pause fetching and
@@ -250,15 +287,32 @@ class DetectWorker:
     def _observe(self, outcome: BatchOutcome, seconds: float) -> None:
         observe_batch(self.metrics, outcome, seconds, self.settings.detect.format)
 
+    def _caught_up(self) -> bool:
+        """True when every assigned partition is read to its end."""
+        assignment = self.consumer.assignment()
+        try:
+            for tp in self.consumer.position(assignment):
+                low, high = self.consumer.get_watermark_offsets(tp, timeout=5)
+                position = tp.offset if tp.offset >= 0 else low
+                if position < high:
+                    return False
+        except KafkaException:
+            return False
+        return True
+
     def _on_stats(self, payload: str) -> None:
         observe_stats(self.metrics, json.loads(payload))
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        # A rebalance is activity: a cooperative one may hand out partitions in
+        # a second step, so idleness counts from the last one.
+        self._last_activity = time.monotonic()
         _log.info("partitions_assigned", partitions=[p.partition for p in partitions])
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         # Batches are processed between consume() calls, so every stored offset is
         # final here; commit them before another worker takes the partitions.
+        self._last_activity = time.monotonic()
         _log.info("partitions_revoked", partitions=[p.partition for p in partitions])
         for p in partitions:
             # Another worker may advance the mark while it owns the partition.

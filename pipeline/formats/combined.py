@@ -23,7 +23,9 @@ _LINE = re.compile(
 )
 _EXTRA = re.compile(_QUOTED.encode() + rb"|(\S+)")
 _ESCAPE = re.compile(rb"\\(x[0-9a-fA-F]{2}|.)", re.DOTALL)
-_SHAPE = re.compile(rb"\S+ \S+ \S+ \[[^\]]{1,64}\] \"")
+#: A line that starts like an access-log record; never crosses a newline, so it
+#: can be run over many lines at once (see ``line_shape``).
+_SHAPE = re.compile(rb"[^\s]+ [^\s]+ [^\s]+ \[[^\]\n]{1,64}\] \"")
 _MONTHS = {
     m: i
     for i, m in enumerate(
@@ -78,6 +80,7 @@ class CombinedParser:
     """
 
     name: ClassVar[str] = "combined"
+    line_shape: ClassVar[re.Pattern[bytes]] = _SHAPE
 
     def looks_like(self, raw: bytes) -> bool:
         return _SHAPE.match(raw) is not None

@@ -6,6 +6,7 @@ value, or to a list of values) carries request headers when the shipper has them
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Any, ClassVar
 
@@ -105,6 +106,10 @@ def headers_of(value: Any) -> tuple[tuple[str, str], ...]:
     return tuple(pairs)
 
 
+#: One whole JSON object on the line, naming an ECS field near its start.
+_SHAPE = re.compile(rb'[ \t]*\{(?=[^\n]{0,510}"(?:@timestamp|source))[^\n]*\}[ \t\r]*$', re.MULTILINE)
+
+
 class EcsParser:
     """Elastic Common Schema JSON, as Filebeat, Elastic Agent and many shippers write it.
 
@@ -115,16 +120,11 @@ class EcsParser:
     """
 
     name: ClassVar[str] = "ecs"
+    line_shape: ClassVar[re.Pattern[bytes]] = _SHAPE
 
     def looks_like(self, raw: bytes) -> bool:
-        # A whole object at least: truncated records must fail even when the
-        # prefilter lets them skip the full parse.
         head = raw[:512]
-        return (
-            head.lstrip()[:1] == b"{"
-            and raw.rstrip()[-1:] == b"}"
-            and (b'"@timestamp"' in head or b'"source' in head)
-        )
+        return head.lstrip()[:1] == b"{" and (b'"@timestamp"' in head or b'"source' in head)
 
     def parse(self, raw: bytes) -> HttpRequest:
         doc = decode_object(raw)
