@@ -113,11 +113,11 @@ class EnrichWorker:
             await self._maybe_stop(app)
 
         @app.timer(_GAUGE_INTERVAL)  # type: ignore[untyped-decorator]
-        async def refresh_gauges() -> None:
+        async def gauge_timer() -> None:
             await self._refresh_gauges(app)
 
         @app.timer(_SUMMARY_INTERVAL)  # type: ignore[untyped-decorator]
-        async def refresh_summary() -> None:
+        async def summary_timer() -> None:
             await self._refresh_summary()
 
         return app

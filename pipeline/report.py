@@ -239,14 +239,19 @@ def render(report: Report, console: Console) -> None:
             f"{stats.new_ips:,}",
         )
     console.print(days)
+    recurring = f"{r.recurring_ips} recurring (≥ 2 days)"
     _counter_table(
-        console, "Recurring sources (days active)", "days", r.days_active, r.unique_ips
+        console, "Days active", "days", r.days_active, r.unique_ips, caption=recurring
     )
-    title = (
-        f"Unique IPs per country ({r.country_count} countries, "
-        f"top five {_pct(r.top5_country_share)})"
+    spread = f"{r.country_count} countries, top five {_pct(r.top5_country_share)}"
+    _counter_table(
+        console,
+        "Unique IPs per country",
+        "country",
+        r.countries,
+        r.unique_ips,
+        caption=spread,
     )
-    _counter_table(console, title, "country", r.countries, r.unique_ips)
     kinds = Table(title="Sources by network kind (research/testing apart)")
     for column in ("kind", "unique IPs", "share", "organisations"):
         kinds.add_column(column)
@@ -319,9 +324,15 @@ def _pct(share: float) -> str:
 
 
 def _counter_table(
-    console: Console, title: str, name: str, values: dict[str, Any], whole: int
+    console: Console,
+    title: str,
+    name: str,
+    values: dict[str, Any],
+    whole: int,
+    *,
+    caption: str | None = None,
 ) -> None:
-    table = Table(title=title)
+    table = Table(title=title, caption=caption)
     table.add_column(name)
     table.add_column("count", justify="right")
     table.add_column("share", justify="right")

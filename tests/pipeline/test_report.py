@@ -277,8 +277,8 @@ def test_terminal_tables_show_every_section(demo: Report) -> None:
 
     for heading in (
         "Attacks per day",
-        "Recurring sources",
-        "top five 83.3%",
+        "Days active",
+        "6 countries, top five 83.3%",
         "network kind",
         "research",
         "Threat levels",
