@@ -40,7 +40,7 @@ from pipeline.kafka_io import (
     delivery_tracker,
     producer_config,
 )
-from pipeline.metrics import Metrics, field_label, scheme_label
+from pipeline.metrics import Metrics, field_label, format_label, scheme_label
 from pipeline.store import RedisStore
 
 _log = log.get("detect")
@@ -158,6 +158,8 @@ class DetectWorker:
                 self._process(group, split, len(group.messages), fresh)
         self._publish(fresh)
         self._publish(replayed)
+        if replayed.by_stream:
+            self.metrics.duplicates.labels(stage="detect").inc(replayed.counts["lines"])
         self._count(fresh)
         self._store_offsets(groups)
         self._observe(fresh, time.perf_counter() - started)
@@ -300,30 +302,7 @@ class DetectWorker:
         )
 
     def _observe(self, outcome: BatchOutcome, seconds: float) -> None:
-        m = self.metrics
-        m.batch_seconds.labels(stage="detect").observe(seconds)
-        for fmt, n in outcome.formats.items():
-            m.records_parsed.labels(format=fmt).inc(n)
-        m.records_consumed.labels(stage="detect", format="all").inc(outcome.counts["lines"])
-        m.records_clean.inc(outcome.counts["prefiltered"])
-        m.timestamp_fallbacks.inc(outcome.counts["timestamp_fallbacks"])
-        for _record, exc in outcome.dead:
-            m.dead_letters.labels(stage="detect", reason=exc.reason).inc()
-        for detection in outcome.detections:
-            if not detection.malicious:
-                m.inert_attempts.inc()
-                continue
-            families = {f.family for f in detection.findings}
-            for family in families:
-                m.attacks.labels(family=family).inc()
-            for technique in detection.techniques:
-                m.detection_techniques.labels(technique=technique).inc()
-            for name in detection.fields:
-                m.detection_fields.labels(field=field_label(name)).inc()
-            for scheme in {f.scheme for f in detection.findings}:
-                m.detection_schemes.labels(scheme=scheme_label(scheme)).inc()
-            if detection.limit_hit:
-                m.detector_limits.labels(limit=detection.limit_hit).inc()
+        observe_batch(self.metrics, outcome, seconds, self.settings.detect.format)
 
     def _caught_up(self) -> bool:
         """True when every assigned partition is read to its end."""
@@ -352,12 +331,7 @@ class DetectWorker:
         return True
 
     def _on_stats(self, payload: str) -> None:
-        stats = json.loads(payload)
-        for topic, info in stats.get("topics", {}).items():
-            for partition, pstats in info.get("partitions", {}).items():
-                lag = pstats.get("consumer_lag", -1)
-                if partition != "-1" and lag >= 0:
-                    self.metrics.consumer_lag.labels(topic=topic, partition=partition).set(lag)
+        observe_stats(self.metrics, json.loads(payload))
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         # A rebalance is activity: a cooperative one may hand out partitions in
@@ -374,6 +348,9 @@ class DetectWorker:
         for p in partitions:
             # Another worker may advance the mark while it owns the partition.
             self._high_water.pop(f"{p.topic}/{p.partition}", None)
+            # Its lag is now the new owner's to report; a stale series here would
+            # double it in sums over workers.
+            self.metrics.forget_lag(p.topic, p.partition)
         try:
             consumer.commit(asynchronous=False)
         except KafkaException as exc:
@@ -394,4 +371,54 @@ class DetectWorker:
         self.consumer.close()
         _log.info("detect_stopped")
 
+
+
+
+def observe_batch(
+    metrics: Metrics, outcome: BatchOutcome, seconds: float, declared: str = "auto"
+) -> None:
+    """Count one processed batch: records by format, dead letters, detections.
+
+    ``declared`` is the configured input format; a record's own ``l4s-format``
+    header overrides it. Every label value is folded into a fixed vocabulary.
+    """
+    m = metrics
+    m.batch_seconds.labels(stage="detect").observe(seconds)
+    m.records_consumed.labels(stage="detect", format="all").inc(outcome.counts["lines"])
+    for fmt, n in outcome.formats.items():
+        m.records_parsed.labels(format=format_label(fmt)).inc(n)
+    m.records_clean.inc(outcome.counts["prefiltered"])
+    m.timestamp_fallbacks.inc(outcome.counts["timestamp_fallbacks"])
+    for record, exc in outcome.dead:
+        m.dead_letters.labels(stage="detect", reason=exc.reason).inc()
+        fmt = format_label(record.format or declared)
+        m.dead_letter_formats.labels(stage="detect", format=fmt).inc()
+    for detection in outcome.detections:
+        if not detection.malicious:
+            m.inert_attempts.inc()
+            continue
+        families = {f.family for f in detection.findings}
+        for family in families:
+            m.attacks.labels(family=family).inc()
+        for technique in detection.techniques:
+            m.detection_techniques.labels(technique=technique).inc()
+        for name in detection.fields:
+            m.detection_fields.labels(field=field_label(name)).inc()
+        for scheme in {f.scheme for f in detection.findings}:
+            m.detection_schemes.labels(scheme=scheme_label(scheme)).inc()
+        if detection.limit_hit:
+            m.detector_limits.labels(limit=detection.limit_hit).inc()
+
+
+def observe_stats(metrics: Metrics, stats: dict[str, Any]) -> None:
+    """Consumer lag per assigned partition from one librdkafka statistics document."""
+    for topic, info in stats.get("topics", {}).items():
+        for partition, pstats in info.get("partitions", {}).items():
+            if partition == "-1":
+                continue
+            lag = pstats.get("consumer_lag", -1)
+            # librdkafka keeps stats for partitions it no longer fetches; only
+            # an assigned, fetching partition has a meaningful lag.
+            if lag >= 0 and pstats.get("fetch_state") in (None, "active"):
+                metrics.consumer_lag.labels(topic=topic, partition=partition).set(lag)
 
