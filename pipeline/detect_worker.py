@@ -302,7 +302,7 @@ class DetectWorker:
         )
 
     def _observe(self, outcome: BatchOutcome, seconds: float) -> None:
-        observe_batch(self.metrics, outcome, seconds, self.settings.detect.format)
+        observe_batch(self.metrics, outcome, seconds, self.settings.formats.default)
 
     def _caught_up(self) -> bool:
         """True when every assigned partition is read to its end."""
@@ -370,8 +370,6 @@ class DetectWorker:
                 _log.warning("final_commit_failed", error=exc.args[0].str())
         self.consumer.close()
         _log.info("detect_stopped")
-
-
 
 
 def observe_batch(
