@@ -213,7 +213,8 @@ class DetectWorker:
             current.values.append(message.value() or b"")
         return groups
 
-    def _publish(self, outcome: BatchOutcome) -> None:
+    def _publish(self, outcome: BatchOutcome) -> int:
+        """Produce a batch's detections and dead letters; returns how many."""
         topics = self.settings.topics
         for detection in outcome.detections:
             self._produce(
@@ -234,12 +235,14 @@ class DetectWorker:
                     ("l4s-stage", b"detect"),
                 ],
             )
-        if outcome.detections or outcome.dead:
-            remaining = self.producer.flush(_FLUSH_TIMEOUT)
-            if remaining or self._failures:
-                failures = "; ".join(self._failures[:3]) or f"{remaining} messages unacknowledged"
-                self._failures.clear()
-                raise DeliveryFailed(f"Kafka did not acknowledge a batch: {failures}")
+        return len(outcome.detections) + len(outcome.dead)
+
+    def _await_acks(self) -> None:
+        remaining = self.producer.flush(_FLUSH_TIMEOUT)
+        if remaining or self._failures:
+            failures = "; ".join(self._failures[:3]) or f"{remaining} messages unacknowledged"
+            self._failures.clear()
+            raise DeliveryFailed(f"Kafka did not acknowledge a batch: {failures}")
 
     def _produce(self, topic: str, **kwargs: Any) -> None:
         while True:
@@ -251,11 +254,16 @@ class DetectWorker:
                 self.producer.poll(0.5)
 
     def _count(self, outcome: BatchOutcome) -> None:
-        # One call per partition, each guarded by the partition's high-water mark.
-        for stream in outcome.by_stream:
-            last = outcome.last_seq[stream]
-            counts = outcome.line_counts(stream)
-            self._with_redis(lambda s=stream, o=last, c=counts: self.store.add_line_counts(s, o, c))
+        # One round trip for the batch; each partition's counts are guarded by
+        # that partition's high-water mark inside Redis.
+        items = [
+            (stream, outcome.last_seq[stream], outcome.line_counts(stream))
+            for stream in outcome.by_stream
+        ]
+        if not items:
+            return
+        self._with_redis(lambda: self.store.add_line_counts_many(items))
+        for stream, last, _ in items:
             self._high_water[stream] = last
 
     def _with_redis(self, call: Callable[[], object]) -> None:

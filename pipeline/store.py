@@ -76,6 +76,10 @@ class Store(Protocol):
 
     def add_line_counts(self, stream: str, last_seq: int, counts: Mapping[str, int]) -> bool: ...
 
+    def add_line_counts_many(
+        self, items: Iterable[tuple[str, int, Mapping[str, int]]]
+    ) -> list[bool]: ...
+
     def high_water(self, stream: str) -> int: ...
 
     def record(self, event_id: str, facts: DetectionFacts) -> SourceAggregate: ...
@@ -123,6 +127,11 @@ class MemoryStore:
         self._hw[stream] = last_seq
         self._totals.update(counts)
         return True
+
+    def add_line_counts_many(
+        self, items: Iterable[tuple[str, int, Mapping[str, int]]]
+    ) -> list[bool]:
+        return [self.add_line_counts(stream, last, counts) for stream, last, counts in items]
 
     def high_water(self, stream: str) -> int:
         return self._hw.get(stream, -1)
@@ -233,12 +242,21 @@ class RedisStore:
         return ":".join((self.prefix, *parts))
 
     def add_line_counts(self, stream: str, last_seq: int, counts: Mapping[str, int]) -> bool:
-        args: list[Any] = [last_seq]
-        for name, value in counts.items():
-            if value:
-                args += [name, value]
-        keys = [self._key("hw", stream), self._key("totals")]
-        return bool(self._count_lines(keys=keys, args=args))
+        return self.add_line_counts_many([(stream, last_seq, counts)])[0]
+
+    def add_line_counts_many(
+        self, items: Iterable[tuple[str, int, Mapping[str, int]]]
+    ) -> list[bool]:
+        """Several streams' counts in one round trip; each guarded on its own."""
+        pipe = self.client.pipeline(transaction=False)
+        for stream, last_seq, counts in items:
+            args: list[Any] = [last_seq]
+            for name, value in counts.items():
+                if value:
+                    args += [name, value]
+            keys = [self._key("hw", stream), self._key("totals")]
+            self._count_lines(keys=keys, args=args, client=pipe)
+        return [bool(added) for added in pipe.execute()]
 
     def high_water(self, stream: str) -> int:
         """The last offset of ``stream`` whose record is already counted, or -1."""
