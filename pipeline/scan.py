@@ -6,10 +6,12 @@ Redis model held in memory, so the same input gives the same numbers.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from itertools import islice
 
+from pipeline.aggregate import aggregate
 from pipeline.blocklist import BlocklistEntry
 from pipeline.config import Settings
 from pipeline.detect_stage import DetectStage, RawRecord
@@ -46,6 +48,12 @@ def scan(paths: Iterable[str], settings: Settings, keep_events: bool = False) ->
                         result.handled.append(handled)
                     if handled.entry is not None:
                         result.blocklist[handled.entry.address] = handled.entry
+                    elif handled.rating is not None:
+                        # Withheld now (allowlist, research policy): the
+                        # streaming worker tombstones it, so scan drops it too.
+                        result.blocklist.pop(detection.source_ip, None)
+    # Prefixes are decided over the final entries, as the streaming worker ends up.
+    result.blocklist.update(aggregate(result.blocklist, enrich.policy, time.time()))
     return result
 
 
