@@ -19,6 +19,7 @@ from pipeline.config import Settings
 from pipeline.egress import EgressEntry
 from pipeline.errors import ConfigError, L4sError
 from pipeline.exporters import EXPORTERS, Listing
+from pipeline.firewall import Applier
 from pipeline.metrics import Metrics
 
 _log = log.get("blocklist")
@@ -167,15 +168,13 @@ def _key(entry: BlocklistEntry | EgressEntry) -> str:
     return entry.address if isinstance(entry, BlocklistEntry) else entry.host
 
 
-def _deliver(listing: Listing, fmt: str, output: Path | None, target: object, metrics: Metrics) -> None:
-    from pipeline.firewall import Applier
-
+def _deliver(listing: Listing, fmt: str, output: Path | None, target: Applier | None, metrics: Metrics) -> None:
     if output is not None:
         write_atomically(output, EXPORTERS[fmt](listing))
         metrics.follower_applies.labels(target="file", result="ok").inc()
         _log.info("follower_file_written", path=str(output), entries=len(listing.entries) + len(listing.egress))
         return
-    assert isinstance(target, Applier)
+    assert target is not None
     change = target.sync(listing.firewall())
     metrics.follower_applies.labels(target=fmt, result="ok").inc()
     if not change.empty:

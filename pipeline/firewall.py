@@ -159,7 +159,7 @@ class NftApplier:
     def _script(self, remove: list[str], add: list[tuple[str, int]]) -> str:
         table = self.settings.nft_table
         lines = nft_set_declarations(self.settings, self.egress)
-        for name, (gone, _) in zip(self.names, split_families([(r, 0) for r in remove]), strict=True):
+        for name, gone in zip(self.names, split_families([(r, 0) for r in remove]), strict=True):
             if gone:
                 elements = ", ".join(address for address, _ in gone)
                 lines.append(f"delete element inet {table} {name} {{ {elements} }}")
