@@ -24,7 +24,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
 from pipeline.blocklist import parse_time
 from tests.conftest import DEMO, Namespace
-from tests.integration.test_pipeline import GEO, assert_no_error_lines
+from tests.integration.test_pipeline import GEO, WALL_CLOCK_FIELDS, assert_no_error_lines
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -311,11 +311,15 @@ def test_a_spoofed_forwarded_for_from_an_untrusted_peer_blocks_nothing(
     exported = ns.l4s("blocklist", "export", "--format", "json").stdout.splitlines()
     blocked = {json.loads(x)["address"] for x in exported}
     assert blocked == {"45.155.205.233"}, "only the hop the trusted proxy saw"
-    # The same requests with the header believed would have blocked 45.137.21.9.
-    scan = ns.l4s("scan", "--blocklist", str(tmp_path / "scan.jsonl"), *GEO,
-                  str(DEMO / "corelight_log4j_requests.ecs.jsonl"))  # fmt: skip
-    assert scan.returncode == 0
-    assert "45.137.21.9" in (tmp_path / "scan.jsonl").read_text()
+    scanned = tmp_path / "scan.jsonl"
+    ns.l4s("scan", "--blocklist", str(scanned), *GEO, str(tmp_path / "xff.jsonl"))
+    assert {json.loads(x)["address"] for x in scanned.read_text().splitlines()} == blocked
+    # Had the internal host been a trusted proxy, its header would have blocked 45.137.21.9:
+    # the test above can fail.
+    monkeypatch.setenv("L4S_DETECT__TRUSTED_PROXIES", '["10.0.0.0/8", "192.168.0.0/16"]')
+    ns.l4s("scan", "--blocklist", str(scanned), *GEO, str(tmp_path / "xff.jsonl"))
+    believed = {json.loads(x)["address"] for x in scanned.read_text().splitlines()}
+    assert believed == {"45.137.21.9", "45.155.205.233"}
 
 
 def produce(ns: Namespace, records: list[tuple[str, dict[str, Any] | None]]) -> None:
@@ -489,3 +493,43 @@ def test_follow_apply_keeps_the_kernel_set_equal_to_the_topic(
     stderr = stop(follower)
     assert_no_error_lines(stderr)
     assert '"follower_applied"' in stderr
+
+
+def test_prefix_aggregation_streams_like_scan_and_spares_allowlisted_networks(
+    namespace: Namespace, short: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    allow = tmp_path / "allowlist.txt"
+    allow.write_text("203.0.113.200   # a partner inside the attacking network\n")
+    monkeypatch.setenv("L4S_BLOCKLIST__ALLOWLIST", str(allow))
+    monkeypatch.setenv("L4S_BLOCKLIST__AGGREGATE_THRESHOLD", "3")
+    monkeypatch.setenv("L4S_BLOCKLIST__LIFETIME", "600")
+    lines = [attack_line(f"198.51.100.{i}") for i in (1, 2, 3, 4)]
+    lines += [attack_line(f"203.0.113.{i}") for i in (1, 2, 3)]
+    lines += [attack_line("198.51.101.1"), attack_line("198.51.101.2")]
+    sample = write_lines(tmp_path / "networks.log", lines)
+    ns = namespace
+    ns.l4s("topics", "create")
+    ns.l4s("replay", sample)
+    enrich = ns.popen("enrich", "--stop-when-idle", "8")
+    ns.l4s("detect", "--stop-when-idle", "3")
+    _, err = enrich.communicate(timeout=300)
+    assert enrich.returncode == 0, err[-2000:]
+    assert_no_error_lines(err)
+
+    streamed = {json.loads(x)["address"]: json.loads(x) for x in
+                ns.l4s("blocklist", "export", "--format", "json").stdout.splitlines()}  # fmt: skip
+    prefixes = {a for a in streamed if "/" in a}
+    assert prefixes == {"198.51.100.0/24"}, "203.0.113.0/24 holds an allowlisted address"
+    assert streamed["198.51.100.0/24"]["addresses"] == 4
+    assert ns.l4s("blocklist", "export").stdout.split() == [
+        "198.51.100.0/24", "198.51.101.1", "198.51.101.2",
+        "203.0.113.1", "203.0.113.2", "203.0.113.3",
+    ]  # fmt: skip
+    scanned = tmp_path / "scan.jsonl"
+    ns.l4s("scan", "--blocklist", str(scanned), sample)
+    from_scan = {json.loads(x)["address"]: json.loads(x) for x in scanned.read_text().splitlines()}
+    assert without_clock(streamed) == without_clock(from_scan)
+
+
+def without_clock(entries: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {k: {f: v for f, v in e.items() if f not in WALL_CLOCK_FIELDS} for k, e in entries.items()}
