@@ -22,7 +22,8 @@ def prefix_of(address: str, policy: BlockPolicy) -> str | None:
 
     Example:
         >>> from pipeline.config import BlocklistSettings
-        >>> prefix_of("198.51.100.7", BlockPolicy(BlocklistSettings(aggregate_threshold=3)))
+        >>> policy = BlockPolicy(BlocklistSettings(aggregate_threshold=3))
+        >>> prefix_of("198.51.100.7", policy)
         '198.51.100.0/24'
     """
     s = policy.settings
@@ -39,7 +40,8 @@ def prefix_entry(
 ) -> tuple[BlocklistEntry | None, str | None]:
     """The entry for ``prefix`` from its live blocked members, or None and why not."""
     live = sorted(
-        (m for m in members if m.action == "block" and m.until > now), key=lambda m: m.address
+        (m for m in members if m.action == "block" and m.until > now),
+        key=lambda m: m.address,
     )
     if len(live) < max(policy.settings.aggregate_threshold, 1) or not live:
         return None, "below-threshold"
@@ -83,9 +85,9 @@ def aggregate(
             groups.setdefault(prefix, []).append(entry)
     out = {}
     for prefix, members in groups.items():
-        entry, _ = prefix_entry(prefix, members, policy, now)
-        if entry is not None:
-            out[prefix] = entry
+        made, _ = prefix_entry(prefix, members, policy, now)
+        if made is not None:
+            out[prefix] = made
 
     return out
 

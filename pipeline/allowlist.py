@@ -1,4 +1,4 @@
-"""Addresses l4s must never publish: special ranges, the operator's own, an allowlist file.
+"""Addresses l4s never publishes: special ranges, the operator's own, an allowlist.
 
 The allowlist file holds one address, prefix or host name per line, an optional
 expiry (``2026-12-31`` or ``2026-12-31T18:00:00Z``) and an optional ``#`` comment::
@@ -28,7 +28,9 @@ from pipeline.errors import DataFileError
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 _log = log.get("allowlist")
-_NAME = re.compile(r"^(?=.{1,253}$)(?:[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9])?\.)*[a-z0-9-]{1,63}$")
+_NAME = re.compile(
+    r"^(?=.{1,253}$)(?:[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9])?\.)*[a-z0-9-]{1,63}$"
+)
 
 #: Reason codes for an address that is never published.
 SPECIAL, NEVER_BLOCK, ALLOWLIST = "special", "never-block", "allowlist"
@@ -76,7 +78,9 @@ def parse(text: str, origin: str) -> list[AllowEntry]:
             continue
         parts = line.split()
         if len(parts) > 2:
-            raise DataFileError(f"allowlist {origin} line {number}: expected ADDRESS [EXPIRY]")
+            raise DataFileError(
+                f"allowlist {origin} line {number}: expected ADDRESS [EXPIRY]"
+            )
         entries.append(_entry(parts, origin, number))
 
     return entries
@@ -95,13 +99,16 @@ def _entry(parts: list[str], origin: str, number: int) -> AllowEntry:
             ) from None
         expires = (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
     try:
-        return AllowEntry(ipaddress.ip_network(target, strict=False), None, expires, number)
+        return AllowEntry(
+            ipaddress.ip_network(target, strict=False), None, expires, number
+        )
     except ValueError:
         pass
     name = target.lower().rstrip(".")
     if not _NAME.match(name) or name.replace(".", "").isdigit():
         raise DataFileError(
-            f"allowlist {origin} line {number}: {target!r} is not an address, prefix or host name"
+            f"allowlist {origin} line {number}: {target!r} is not an address, "
+            "prefix or host name"
         )
 
     return AllowEntry(None, name, expires, number)
@@ -117,7 +124,8 @@ class Allowlist:
         path: the file the entries came from; :meth:`maybe_reload` re-reads it.
 
     Example:
-        >>> allow = Allowlist(parse("198.51.100.0/24", "inline"), documentation_as_public=True)
+        >>> entries = parse("198.51.100.0/24", "inline")
+        >>> allow = Allowlist(entries, documentation_as_public=True)
         >>> allow.withheld("198.51.100.9", now=0), allow.withheld("10.0.0.1", now=0)
         ('allowlist', 'special')
     """
@@ -130,7 +138,9 @@ class Allowlist:
         path: Path | None = None,
     ) -> None:
         self.entries = tuple(entries)
-        self.never_block = tuple(ipaddress.ip_network(n, strict=False) for n in never_block)
+        self.never_block = tuple(
+            ipaddress.ip_network(n, strict=False) for n in never_block
+        )
         self.documentation_as_public = documentation_as_public
         self.path = path
         self._stamp = self._file_stamp()
@@ -147,7 +157,10 @@ class Allowlist:
         if settings.allowlist is not None:
             entries = _read(settings.allowlist)
         return cls(
-            entries, settings.never_block, settings.documentation_as_public, settings.allowlist
+            entries,
+            settings.never_block,
+            settings.documentation_as_public,
+            settings.allowlist,
         )
 
     def _file_stamp(self) -> tuple[int, int, int] | None:

@@ -73,10 +73,23 @@ class BlocklistEntry(msgspec.Struct, frozen=True, kw_only=True):
     def content(self) -> tuple[object, ...]:
         """Everything but the clock: equal content means nothing to republish."""
         return (
-            self.address, self.action, self.dry_run, self.level, self.score, self.reasons,
-            self.first_seen, self.last_seen, self.hits, self.days, self.country, self.asn,
-            self.org, self.kind, self.research, self.addresses,
-        )  # fmt: skip
+            self.address,
+            self.action,
+            self.dry_run,
+            self.level,
+            self.score,
+            self.reasons,
+            self.first_seen,
+            self.last_seen,
+            self.hits,
+            self.days,
+            self.country,
+            self.asn,
+            self.org,
+            self.kind,
+            self.research,
+            self.addresses,
+        )
 
     @property
     def enforce(self) -> bool:
@@ -126,33 +139,44 @@ class BlockPolicy:
         108.0
     """
 
-    def __init__(self, settings: BlocklistSettings, allowlist: Allowlist | None = None) -> None:
+    def __init__(
+        self, settings: BlocklistSettings, allowlist: Allowlist | None = None
+    ) -> None:
         self.settings = settings
-        self.allowlist = allowlist if allowlist is not None else Allowlist.from_settings(settings)
+        self.allowlist = (
+            allowlist if allowlist is not None else Allowlist.from_settings(settings)
+        )
 
     def lifetime(self, level: str, days: int) -> float:
         """Seconds a decision lives: longer for higher levels and returning sources."""
         s = self.settings
         extra_days = min(max(days - 1, 0), s.recurrence_max_days - 1)
         recurrence = 1.0 + s.recurrence_step * extra_days
-        seconds = s.lifetime.total_seconds() * s.level_factors.get(level, 1.0) * recurrence  # type: ignore[call-overload]
+        factor = float(s.level_factors.get(level, 1.0))  # type: ignore[call-overload]
+        seconds = s.lifetime.total_seconds() * factor * recurrence
         return min(seconds, s.max_lifetime.total_seconds())
 
     def until(self, key: str, level: str, days: int, decided: float) -> float:
         """When a decision taken at ``decided`` ends, jittered per key."""
         lifetime = self.lifetime(level, days)
-        return decided + lifetime * (1.0 + self.settings.lifetime_jitter * spread(key, decided))
+        return decided + lifetime * (
+            1.0 + self.settings.lifetime_jitter * spread(key, decided)
+        )
 
     def lease_end(self, now: float, until: float) -> float:
         """``expires_at`` of a record published at ``now``."""
         return min(until, now + self.settings.lease.total_seconds())
 
-    def refresh_at(self, key: str, now: float, expires: float, until: float) -> float | None:
-        """When to re-publish a record published at ``now``; None if it runs to the end."""
+    def refresh_at(
+        self, key: str, now: float, expires: float, until: float
+    ) -> float | None:
+        """When to re-publish a record published at ``now`` (None: never)."""
         if expires >= until:
             return None
         lease = self.settings.lease.total_seconds()
-        early = self.settings.refresh_margin + self.settings.refresh_jitter * spread(key, now)
+        early = self.settings.refresh_margin + self.settings.refresh_jitter * spread(
+            key, now
+        )
 
         return max(expires - early * lease, now + 0.05 * lease)
 
@@ -162,7 +186,9 @@ class BlockPolicy:
             return "block"
         return None if self.settings.research == "allow" else "tag"
 
-    def withheld(self, address: str, level: str, research: bool, now: float) -> str | None:
+    def withheld(
+        self, address: str, level: str, research: bool, now: float
+    ) -> str | None:
         """Why a rated source is not published, or None when it is."""
         reason = self.allowlist.withheld(address, now)
         if reason is not None:
@@ -174,8 +200,10 @@ class BlockPolicy:
 
         return None
 
-    def review(self, entry: BlocklistEntry, now: float) -> tuple[BlocklistEntry | None, str | None]:
-        """Re-apply the current policy (allowlist, level, research, dry-run) to an entry."""
+    def review(
+        self, entry: BlocklistEntry, now: float
+    ) -> tuple[BlocklistEntry | None, str | None]:
+        """Re-apply the current policy (allowlist, level, research, dry-run)."""
         if "/" in entry.address:
             reason = self.allowlist.withheld_network(network_of(entry.address), now)
         else:
@@ -184,7 +212,9 @@ class BlockPolicy:
             return None, reason
         action = self.action(entry.research) or "tag"
         if action != entry.action or self.settings.dry_run != entry.dry_run:
-            entry = msgspec.structs.replace(entry, action=action, dry_run=self.settings.dry_run)
+            entry = msgspec.structs.replace(
+                entry, action=action, dry_run=self.settings.dry_run
+            )
 
         return entry, None
 

@@ -1,4 +1,4 @@
-"""The enrich worker's publishing side: Faust tables, agents and a timer over the ledgers.
+"""The enrich worker's publishing side: Faust tables, agents and a sweeping timer.
 
 Three tables, each keyed like the stream that writes it, so a key's state lives
 on the worker that owns its partition and is recovered from its changelog:
@@ -28,6 +28,7 @@ from typing import Any, Generic, TypeVar
 
 import faust
 import msgspec
+from faust.types import TableT
 
 from pipeline import events, log
 from pipeline.aggregate import prefix_entry, prefix_of
@@ -78,7 +79,8 @@ class _Kind(Generic[E]):
     def __init__(
         self,
         name: str,
-        table: faust.Table,
+        *,
+        table: TableT[Any, Any],
         topic: faust.TopicT,
         source_topic: str,
         ledger: Ledger[E],
@@ -88,7 +90,7 @@ class _Kind(Generic[E]):
         self.table = table
         self.topic = topic
         self.source_topic = source_topic
-        self.ledger = ledger
+        self.ledger: Ledger[E] = ledger
         self.record_metric = record_metric
         self.due: dict[bytes, float] = {}
         self.live: set[bytes] = set()
@@ -103,7 +105,7 @@ class BlocklistPublisher:
         clock: epoch seconds; tests may pass their own.
 
     Example:
-        >>> publisher = BlocklistPublisher(app, settings, stage.policy, metrics)  # doctest: +SKIP
+        >>> publisher = BlocklistPublisher(app, s, policy, metrics)  # doctest: +SKIP
         >>> await publisher.on_handled(handled, partition=0)  # doctest: +SKIP
     """
 
@@ -121,54 +123,86 @@ class BlocklistPublisher:
         self.metrics = metrics
         self.clock = clock
         b, t = settings.blocklist, settings.topics
-        raw = {"key_serializer": "raw", "value_serializer": "raw"}
-        internal = {"internal": True, "partitions": settings.kafka.partitions, **raw}
+
+        def topic(name: str, internal: bool = False) -> faust.TopicT:
+            partitions = settings.kafka.partitions if internal else None
+            return app.topic(
+                name,
+                key_serializer="raw",
+                value_serializer="raw",
+                internal=internal,
+                partitions=partitions,
+            )
+
         retention = settings.redis.dedup_days * 86400.0
         self._lock = asyncio.Lock()
         self._last_full = float("-inf")
         self._last_allowlist_check = float("-inf")
         self._assignment: frozenset[Any] = frozenset()
 
-        blocklist_topic = app.topic(t.blocklist, **raw)
+        blocklist_topic = topic(t.blocklist)
         breaker = Breaker(
-            b.breaker_per_minute, b.breaker_cooldown.total_seconds(), self._breaker_hook("blocklist")
+            b.breaker_per_minute,
+            b.breaker_cooldown.total_seconds(),
+            self._breaker_hook("blocklist"),
         )
-        ledger: Ledger[BlocklistEntry] = Ledger(policy, policy.review, breaker, retention)
+        ledger: Ledger[BlocklistEntry] = Ledger(
+            policy, policy.review, breaker, retention
+        )
         # The last published record of each source, and its lifecycle.
-        sources = app.Table("l4s-sources", default=None, key_type=bytes, value_type=bytes)
+        sources = app.Table(
+            "l4s-sources", default=None, key_type=bytes, value_type=bytes
+        )
         self.sources = _Kind(
-            "blocklist", sources, blocklist_topic, t.detections, ledger, metrics.blocklist_records
+            "blocklist",
+            table=sources,
+            topic=blocklist_topic,
+            source_topic=t.detections,
+            ledger=ledger,
+            record_metric=metrics.blocklist_records,
         )
         self._slot_decoder = msgspec.json.Decoder(Slot[BlocklistEntry])
         self.internal_topics: list[str] = []
 
         self.prefixes: _Kind[BlocklistEntry] | None = None
         if b.aggregate_threshold > 0:
-            members_topic = app.topic(f"{settings.enrich.app_id}-l4s-prefix-members", **internal)
+            members_topic = topic(f"{settings.enrich.app_id}-l4s-prefix-members", True)
             self.members_topic = members_topic
-            table = app.Table("l4s-prefixes", default=None, key_type=bytes, value_type=bytes)
+            table = app.Table(
+                "l4s-prefixes", default=None, key_type=bytes, value_type=bytes
+            )
             self.prefixes = _Kind(
-                "blocklist", table, blocklist_topic, members_topic.get_topic_name(), ledger,
-                metrics.blocklist_records,
-            )  # fmt: skip
+                "blocklist",
+                table=table,
+                topic=blocklist_topic,
+                source_topic=members_topic.get_topic_name(),
+                ledger=ledger,
+                record_metric=metrics.blocklist_records,
+            )
             self.internal_topics.append(members_topic.get_topic_name())
             app.agent(members_topic, name="l4s-prefixes")(self._prefix_agent)
         self._prefix_decoder = msgspec.json.Decoder(PrefixState)
         self._member_decoder = msgspec.json.Decoder(MemberUpdate)
 
         egress_breaker = Breaker(
-            b.breaker_per_minute, b.breaker_cooldown.total_seconds(), self._breaker_hook("egress")
+            b.breaker_per_minute,
+            b.breaker_cooldown.total_seconds(),
+            self._breaker_hook("egress"),
         )
         egress_ledger: Ledger[EgressEntry] = Ledger(
             policy, egress_review(policy), egress_breaker, retention
         )
-        hosts_topic = app.topic(f"{settings.enrich.app_id}-l4s-egress-hosts", **internal)
+        hosts_topic = topic(f"{settings.enrich.app_id}-l4s-egress-hosts", True)
         self.hosts_topic = hosts_topic
         table = app.Table("l4s-egress", default=None, key_type=bytes, value_type=bytes)
         self.egress = _Kind(
-            "egress", table, app.topic(t.egress, **raw), hosts_topic.get_topic_name(),
-            egress_ledger, metrics.egress_records,
-        )  # fmt: skip
+            "egress",
+            table=table,
+            topic=topic(t.egress),
+            source_topic=hosts_topic.get_topic_name(),
+            ledger=egress_ledger,
+            record_metric=metrics.egress_records,
+        )
         self.internal_topics.append(hosts_topic.get_topic_name())
         app.agent(hosts_topic, name="l4s-egress")(self._egress_agent)
         self._host_decoder = msgspec.json.Decoder(HostState)
@@ -194,7 +228,7 @@ class BlocklistPublisher:
         async with self._lock:
             slot = self._source_slot(key)
             outcome = self.sources.ledger.decide(
-                ip, slot, handled.entry, partition, now, handled.withheld
+                ip, slot, handled.entry, partition, now=now, reason=handled.withheld
             )
             if outcome is not None:
                 await self._carry_out(self.sources, key, outcome, slot, in_stream=True)
@@ -223,16 +257,22 @@ class BlocklistPublisher:
             key, partition = event.key or b"", event.message.partition
             async with self._lock:
                 raw = kind.table.get(key)
-                state = self._prefix_decoder.decode(raw) if raw else PrefixState(partition=partition)
+                state = (
+                    self._prefix_decoder.decode(raw)
+                    if raw
+                    else PrefixState(partition=partition)
+                )
                 members = dict(state.members)
                 if update.entry is None:
                     members.pop(update.address, None)
                 else:
                     members[update.address] = update.entry
                 now = self.clock()
-                desired, reason = prefix_entry(key.decode(), members.values(), self.policy, now)
+                desired, reason = prefix_entry(
+                    key.decode(), members.values(), self.policy, now
+                )
                 outcome = kind.ledger.decide(
-                    key.decode(), state.slot, desired, partition, now, reason
+                    key.decode(), state.slot, desired, partition, now=now, reason=reason
                 )
                 slot = outcome.slot if outcome is not None else state.slot
                 state = PrefixState(partition=partition, members=members, slot=slot)
@@ -247,7 +287,9 @@ class BlocklistPublisher:
             try:
                 obs = self._observation_decoder.decode(event.value or b"")
             except (msgspec.DecodeError, msgspec.ValidationError):
-                _log.warning("egress_observation_undecodable", offset=event.message.offset)
+                _log.warning(
+                    "egress_observation_undecodable", offset=event.message.offset
+                )
                 continue
             key, partition = event.key or b"", event.message.partition
             async with self._lock:
@@ -259,9 +301,13 @@ class BlocklistPublisher:
                     continue
                 now = self.clock()
                 desired, reason = egress_entry(obs.host, seen, self.policy, now)
-                outcome = kind.ledger.decide(obs.host, old_slot, desired, partition, now, reason)
+                outcome = kind.ledger.decide(
+                    obs.host, old_slot, desired, partition, now=now, reason=reason
+                )
                 slot = outcome.slot if outcome is not None else old_slot
-                kind.table[key] = events.encode(HostState(partition=partition, seen=seen, slot=slot))
+                kind.table[key] = events.encode(
+                    HostState(partition=partition, seen=seen, slot=slot)
+                )
                 if outcome is not None:
                     await self._publish(kind, key, outcome, old_slot)
                 self._track(kind, key, slot)
@@ -295,8 +341,14 @@ class BlocklistPublisher:
         return kinds
 
     async def _sweep_kind(self, kind: _Kind[Any], now: float, full: bool) -> None:
-        active = {tp.partition for tp in self._assignment if tp.topic == kind.source_topic}
-        keys = list(kind.table.data.keys()) if full else [k for k, t in kind.due.items() if t <= now]
+        active = {
+            tp.partition for tp in self._assignment if tp.topic == kind.source_topic
+        }
+        keys = (
+            list(kind.table.data.keys())
+            if full
+            else [k for k, t in kind.due.items() if t <= now]
+        )
         for key in keys:
             async with self._lock:
                 slot, partition = self._slot_of(kind, key)
@@ -305,7 +357,8 @@ class BlocklistPublisher:
                     kind.live.discard(key)
                     continue
                 if partition not in active:
-                    # Standby data, or a partition this worker lost: its owner sweeps it.
+                    # Standby data, or a partition this worker lost: its owner
+                    # sweeps it.
                     kind.due.pop(key, None)
                     kind.live.discard(key)
                     continue
@@ -347,7 +400,8 @@ class BlocklistPublisher:
     ) -> None:
         """Store the new slot (in the table's changelog partition), then publish."""
         value = self._state_value(kind, key, outcome)
-        partition = (outcome.slot or previous).partition if (outcome.slot or previous) else 0
+        owner = outcome.slot or previous
+        partition = owner.partition if owner is not None else 0
         if in_stream:
             if value is None:
                 kind.table.pop(key, None)
@@ -362,7 +416,9 @@ class BlocklistPublisher:
         await self._publish(kind, key, outcome, previous)
         self._track(kind, key, outcome.slot)
 
-    def _state_value(self, kind: _Kind[Any], key: bytes, outcome: Outcome[Any]) -> bytes | None:
+    def _state_value(
+        self, kind: _Kind[Any], key: bytes, outcome: Outcome[Any]
+    ) -> bytes | None:
         if outcome.slot is None:
             return None
         if kind is self.sources:
@@ -372,7 +428,9 @@ class BlocklistPublisher:
             prefix = self._prefix_decoder.decode(raw) if raw else None
             members = prefix.members if prefix else {}
             return events.encode(
-                PrefixState(partition=outcome.slot.partition, members=members, slot=outcome.slot)
+                PrefixState(
+                    partition=outcome.slot.partition, members=members, slot=outcome.slot
+                )
             )
         host = self._host_decoder.decode(raw) if raw else None
         if host is None:
@@ -380,15 +438,23 @@ class BlocklistPublisher:
         return events.encode(msgspec.structs.replace(host, slot=outcome.slot))
 
     async def _publish(
-        self, kind: _Kind[Any], key: bytes, outcome: Outcome[Any], previous: Slot[Any] | None
+        self,
+        kind: _Kind[Any],
+        key: bytes,
+        outcome: Outcome[Any],
+        previous: Slot[Any] | None,
     ) -> None:
         if outcome.record is not None:
             await kind.topic.send(key=key, value=events.encode(outcome.record))
             kind.record_metric.labels(kind=outcome.kind).inc()
         elif outcome.tombstone:
             await kind.topic.send(key=key, value=None)
-            reason = "expired" if outcome.kind == "expire" else outcome.reason or "policy"
-            self.metrics.blocklist_tombstones.labels(topic=kind.name, reason=reason).inc()
+            reason = (
+                "expired" if outcome.kind == "expire" else outcome.reason or "policy"
+            )
+            self.metrics.blocklist_tombstones.labels(
+                topic=kind.name, reason=reason
+            ).inc()
         if outcome.kind == "held" and outcome.reason == "breaker":
             self.metrics.blocklist_held.labels(topic=kind.name).inc()
         if kind is self.sources and self.prefixes is not None:
@@ -415,7 +481,11 @@ class BlocklistPublisher:
             return
         if slot.status == "published":
             kind.live.add(key)
-            due = slot.until if slot.refresh_at is None else min(slot.refresh_at, slot.until)
+            due = (
+                slot.until
+                if slot.refresh_at is None
+                else min(slot.refresh_at, slot.until)
+            )
         elif slot.status == "held":
             kind.live.discard(key)
             due = self.clock()
@@ -426,7 +496,9 @@ class BlocklistPublisher:
 
     def _breaker_hook(self, topic: str) -> Callable[[bool, str], None]:
         def changed(is_open: bool, reason: str) -> None:
-            self.metrics.blocklist_breaker_open.labels(topic=topic).set(1 if is_open else 0)
+            self.metrics.blocklist_breaker_open.labels(topic=topic).set(
+                1 if is_open else 0
+            )
             if is_open:
                 self.metrics.blocklist_breaker_trips.labels(topic=topic).inc()
                 _log.warning("blocklist_breaker_opened", topic=topic, reason=reason)

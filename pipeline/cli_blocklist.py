@@ -9,6 +9,7 @@ import threading
 import time
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 import click
 from prometheus_client import CollectorRegistry
@@ -32,15 +33,25 @@ def blocklist_group() -> None:
     """Read the blocklist (and egress) topics: export, follow, serve."""
 
 
-def _listing(settings: Settings, entries: list[BlocklistEntry], egress: list[EgressEntry],
-             egress_only: bool, min_level: str | None, now: float) -> Listing:  # fmt: skip
+def _listing(
+    settings: Settings,
+    entries: list[BlocklistEntry],
+    egress: list[EgressEntry],
+    egress_only: bool,
+    min_level: str | None,
+    now: float,
+) -> Listing:
     return Listing(entries, egress, settings.blocklist, now, egress_only, min_level)
 
 
 @blocklist_group.command("export")
 @click.option("--format", "fmt", type=_FORMAT, default="plain", show_default=True)
-@click.option("--egress", is_flag=True, help="Export callback hosts (the egress topic) instead.")
-@click.option("--min-level", type=_LEVEL, help="Firewall formats: only this level and above.")
+@click.option(
+    "--egress", is_flag=True, help="Export callback hosts (the egress topic) instead."
+)
+@click.option(
+    "--min-level", type=_LEVEL, help="Firewall formats: only this level and above."
+)
 @click.pass_obj
 def export(settings: Settings, fmt: str, egress: bool, min_level: str | None) -> None:
     """Read the topic to its end and print the current list once.
@@ -103,16 +114,47 @@ def write_atomically(path: Path, text: str) -> None:
 
 @blocklist_group.command("follow")
 @click.option("--format", "fmt", type=_FORMAT, default="plain", show_default=True)
-@click.option("--output", type=click.Path(dir_okay=False, path_type=Path), help="File to keep in sync (rewritten atomically on change).")
-@click.option("--apply", "apply_", is_flag=True, help="Apply changes to the kernel with nft or ipset (--format nftables|ipset).")
-@click.option("--command", "command", help="How to run nft/ipset, e.g. 'ip netns exec fw nft'.")
-@click.option("--egress", is_flag=True, help="Follow callback hosts (the egress topic) instead.")
+@click.option(
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="File to keep in sync (rewritten atomically on change).",
+)
+@click.option(
+    "--apply",
+    "apply_",
+    is_flag=True,
+    help="Apply changes to the kernel with nft or ipset (--format nftables|ipset).",
+)
+@click.option(
+    "--command", "command", help="How to run nft/ipset, e.g. 'ip netns exec fw nft'."
+)
+@click.option(
+    "--egress", is_flag=True, help="Follow callback hosts (the egress topic) instead."
+)
 @click.option("--min-level", type=_LEVEL, help="Only this level and above.")
-@click.option("--reconcile", type=click.FloatRange(min=1), default=60.0, show_default=True, metavar="SECONDS", help="With --apply: re-check the kernel set this often.")
-@click.option("--metrics-port", type=click.IntRange(0, 65535), help="Serve /metrics on this port.")
+@click.option(
+    "--reconcile",
+    type=click.FloatRange(min=1),
+    default=60.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="With --apply: re-check the kernel set this often.",
+)
+@click.option(
+    "--metrics-port", type=click.IntRange(0, 65535), help="Serve /metrics on this port."
+)
 @click.pass_obj
-def follow(settings: Settings, fmt: str, output: Path | None, apply_: bool, command: str | None,
-           egress: bool, min_level: str | None, reconcile: float, metrics_port: int | None) -> None:  # fmt: skip
+def follow(
+    settings: Settings,
+    fmt: str,
+    output: Path | None,
+    apply_: bool,
+    command: str | None,
+    egress: bool,
+    min_level: str | None,
+    reconcile: float,
+    metrics_port: int | None,
+) -> None:
     """Keep a local copy of the list in sync with the topic until stopped.
 
     Starts from the beginning of the compacted topic (a restart rebuilds the
@@ -125,11 +167,13 @@ def follow(settings: Settings, fmt: str, output: Path | None, apply_: bool, comm
 
     if apply_ == (output is not None):
         raise click.UsageError("give either --output FILE or --apply")
-    kind: type[BlocklistEntry] | type[EgressEntry] = EgressEntry if egress else BlocklistEntry
+    kind: type[BlocklistEntry] | type[EgressEntry] = (
+        EgressEntry if egress else BlocklistEntry
+    )
     topic = settings.topics.egress if egress else settings.topics.blocklist
     target = applier(fmt, settings.blocklist, command, egress) if apply_ else None
     metrics = _metrics(settings, metrics_port)
-    follower: Follower[BlocklistEntry] | Follower[EgressEntry] = Follower(settings, topic, kind)  # type: ignore[arg-type]
+    follower: Follower[Any] = Follower(settings, topic, kind)
     stop = _Stop()
     label = "egress" if egress else "blocklist"
     try:
@@ -143,7 +187,9 @@ def follow(settings: Settings, fmt: str, output: Path | None, apply_: bool, comm
             live = follower.view.live(now)
             metrics.follower_entries.labels(list=label).set(len(live))
             current = tuple((_key(e), e.expires_at, e.content()) for e in live)
-            due = current != signature or (target is not None and now - last_apply >= reconcile)
+            due = current != signature or (
+                target is not None and now - last_apply >= reconcile
+            )
             if due:
                 entries = [e for e in live if isinstance(e, BlocklistEntry)]
                 hosts = [e for e in live if isinstance(e, EgressEntry)]
@@ -168,25 +214,43 @@ def _key(entry: BlocklistEntry | EgressEntry) -> str:
     return entry.address if isinstance(entry, BlocklistEntry) else entry.host
 
 
-def _deliver(listing: Listing, fmt: str, output: Path | None, target: Applier | None, metrics: Metrics) -> None:
+def _deliver(
+    listing: Listing,
+    fmt: str,
+    output: Path | None,
+    target: Applier | None,
+    metrics: Metrics,
+) -> None:
     if output is not None:
         write_atomically(output, EXPORTERS[fmt](listing))
         metrics.follower_applies.labels(target="file", result="ok").inc()
-        _log.info("follower_file_written", path=str(output), entries=len(listing.entries) + len(listing.egress))
+        _log.info(
+            "follower_file_written",
+            path=str(output),
+            entries=len(listing.entries) + len(listing.egress),
+        )
         return
     assert target is not None
     change = target.sync(listing.firewall())
     metrics.follower_applies.labels(target=fmt, result="ok").inc()
     if not change.empty:
-        _log.info("follower_applied", target=fmt, added=change.added, removed=change.removed, refreshed=change.refreshed)
+        _log.info(
+            "follower_applied",
+            target=fmt,
+            added=change.added,
+            removed=change.removed,
+            refreshed=change.refreshed,
+        )
 
 
 @blocklist_group.command("serve")
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option(
+    "--host", default="127.0.0.1", show_default=True, help="Address to listen on."
+)
 @click.option("--port", type=click.IntRange(0, 65535), default=8080, show_default=True)
 @click.pass_obj
 def serve(settings: Settings, host: str, port: int) -> None:
-    """Serve the list as plain text for firewalls that poll (ETag, /healthz, /metrics)."""
+    """Serve the list as plain text for firewalls that poll (ETag, health, metrics)."""
     from pipeline.feed import Feed, Snapshot, make_server
     from pipeline.follower import Follower
 
@@ -208,9 +272,20 @@ def serve(settings: Settings, host: str, port: int) -> None:
             metrics.follower_caught_up.set(1)
             while not stop.event.is_set():
                 now = time.time()
-                feed.update(Snapshot(tuple(sources.view.live(now)), tuple(hosts.view.live(now)), True, now))
-                metrics.follower_entries.labels(list="blocklist").set(len(sources.view.entries))
-                metrics.follower_entries.labels(list="egress").set(len(hosts.view.entries))
+                feed.update(
+                    Snapshot(
+                        tuple(sources.view.live(now)),
+                        tuple(hosts.view.live(now)),
+                        True,
+                        now,
+                    )
+                )
+                metrics.follower_entries.labels(list="blocklist").set(
+                    len(sources.view.entries)
+                )
+                metrics.follower_entries.labels(list="egress").set(
+                    len(hosts.view.entries)
+                )
                 sources.poll(0.5)
                 hosts.poll(0.1)
         except Exception as exc:
@@ -225,7 +300,12 @@ def serve(settings: Settings, host: str, port: int) -> None:
 
     thread = threading.Thread(target=run, name="l4s-feed-follower", daemon=True)
     thread.start()
-    threading.Thread(target=lambda: (stop.event.wait(), server.shutdown()), daemon=True).start()
+
+    def shut_down_on_signal() -> None:
+        stop.event.wait()
+        server.shutdown()
+
+    threading.Thread(target=shut_down_on_signal, daemon=True).start()
     _log.info("feed_serving", host=host, port=server.server_address[1])
     server.serve_forever(poll_interval=0.5)
     server.server_close()
@@ -233,4 +313,8 @@ def serve(settings: Settings, host: str, port: int) -> None:
     thread.join(timeout=10)
     if failure:
         error = failure[0]
-        raise error if isinstance(error, L4sError) else L4sError(f"follower failed: {error}")
+        raise (
+            error
+            if isinstance(error, L4sError)
+            else L4sError(f"follower failed: {error}")
+        )

@@ -129,6 +129,10 @@ class DataSettings(_Section):
     retries: int = Field(default=3, ge=1, le=10)
 
 
+def _level_factors() -> dict[Level, float]:
+    return {"Dangerous": 1.0, "Critical": 3.0}
+
+
 class BlocklistSettings(_Section):
     """What gets blocked, for how long, and how firewalls receive it.
 
@@ -145,9 +149,7 @@ class BlocklistSettings(_Section):
     #: Base lifetime of a decision after its latest evidence; multiplied by the
     #: level factor and by ``1 + recurrence_step`` per extra day seen (capped).
     lifetime: Duration = Field(default=timedelta(hours=24), gt=timedelta(0))
-    level_factors: dict[Level, float] = Field(
-        default_factory=lambda: {"Dangerous": 1.0, "Critical": 3.0}
-    )
+    level_factors: dict[Level, float] = Field(default_factory=_level_factors)
     recurrence_step: float = Field(default=0.5, ge=0)
     recurrence_max_days: int = Field(default=7, ge=1)
     max_lifetime: Duration = Field(default=timedelta(days=30), gt=timedelta(0))

@@ -24,7 +24,9 @@ EGRESS_SCHEMA_VERSION = 1
 #: Distinct calling sources remembered per host (the count stops growing there).
 MAX_SOURCES = 64
 
-_NAME = re.compile(r"^(?=.{4,253}$)(?:[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9])?\.)+[a-z][a-z0-9-]{0,62}$")
+_NAME = re.compile(
+    r"^(?=.{4,253}$)(?:[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9])?\.)+[a-z][a-z0-9-]{0,62}$"
+)
 _BARE = re.compile(r"^([0-9a-z._-]+?|\[[0-9a-f:]+\])(?::([0-9]{1,5}))?(/\S*)?$")
 _SPLIT = re.compile(r"[\s;|&()`'\"<>]+")
 
@@ -50,8 +52,9 @@ class EgressEntry(msgspec.Struct, frozen=True, kw_only=True):
     """The value of an egress record; the key is ``host`` (an address or a name).
 
     Example:
-        >>> EgressEntry(host="ldap.example.test", type="name", first_seen="2021-12-10T14:25:38Z",
-        ...     last_seen="2021-12-10T14:25:38Z", expires_at="2021-12-17T14:25:38Z").type
+        >>> t = "2021-12-10T14:25:38Z"
+        >>> EgressEntry(host="ldap.example.test", type="name", first_seen=t,
+        ...     last_seen=t, expires_at="2021-12-17T14:25:38Z").type
         'name'
     """
 
@@ -74,9 +77,18 @@ class EgressEntry(msgspec.Struct, frozen=True, kw_only=True):
 
     def content(self) -> tuple[object, ...]:
         return (
-            self.host, self.type, self.action, self.dry_run, self.roles, self.schemes,
-            self.ports, self.oob, self.sources, self.first_seen, self.last_seen,
-        )  # fmt: skip
+            self.host,
+            self.type,
+            self.action,
+            self.dry_run,
+            self.roles,
+            self.schemes,
+            self.ports,
+            self.oob,
+            self.sources,
+            self.first_seen,
+            self.last_seen,
+        )
 
     @property
     def enforce(self) -> bool:
@@ -99,7 +111,7 @@ class EgressState(msgspec.Struct, frozen=True, kw_only=True):
     sources: frozenset[str] = frozenset()
 
     def merge(self, obs: Observation) -> EgressState:
-        """Union of sets, min/max of times: a redelivered observation changes nothing."""
+        """Union of sets, min/max of times: a redelivery changes nothing."""
         sources = self.sources
         if obs.source and obs.source not in sources and len(sources) < MAX_SOURCES:
             sources = sources | {obs.source}

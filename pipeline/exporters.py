@@ -31,14 +31,40 @@ from pipeline.follower import effective
 _STIX_NAMESPACE = uuid.UUID("5b1c7c1e-4a52-4b8e-9d0c-2f1ad5e0a1c4")
 _STIX_EPOCH = "2021-12-10T00:00:00Z"
 _CSV_FIELDS = (
-    "address", "action", "dry_run", "level", "score", "addresses", "first_seen",
-    "last_seen", "hits", "days", "country", "asn", "org", "kind", "research",
-    "expires_at", "block_until", "reasons",
-)  # fmt: skip
+    "address",
+    "action",
+    "dry_run",
+    "level",
+    "score",
+    "addresses",
+    "first_seen",
+    "last_seen",
+    "hits",
+    "days",
+    "country",
+    "asn",
+    "org",
+    "kind",
+    "research",
+    "expires_at",
+    "block_until",
+    "reasons",
+)
 _EGRESS_CSV_FIELDS = (
-    "host", "type", "action", "dry_run", "roles", "schemes", "ports", "oob", "sources",
-    "first_seen", "last_seen", "expires_at", "block_until",
-)  # fmt: skip
+    "host",
+    "type",
+    "action",
+    "dry_run",
+    "roles",
+    "schemes",
+    "ports",
+    "oob",
+    "sources",
+    "first_seen",
+    "last_seen",
+    "expires_at",
+    "block_until",
+)
 
 
 @dataclass(frozen=True)
@@ -68,13 +94,20 @@ class Listing:
         """``(address or prefix, seconds left)`` a firewall should block now."""
         if self.egress_only:
             chosen: list[tuple[str, str]] = [
-                (e.host, e.expires_at) for e in self.egress if e.enforce and e.type != "name"
+                (e.host, e.expires_at)
+                for e in self.egress
+                if e.enforce and e.type != "name"
             ]
             names = sum(1 for e in self.egress if e.enforce and e.type == "name")
             if names:
-                self.notes.append(f"{names} callback host names left out (addresses only)")
+                self.notes.append(
+                    f"{names} callback host names left out (addresses only)"
+                )
         else:
-            chosen = [(e.address, e.expires_at) for e in effective(self.entries, self.min_level)]
+            chosen = [
+                (e.address, e.expires_at)
+                for e in effective(self.entries, self.min_level)
+            ]
         out = []
         for address, expires_at in chosen:
             seconds = math.ceil(parse_time(expires_at) - self.now)
@@ -89,7 +122,9 @@ def _plain(listing: Listing) -> str:
 
 
 def _json(listing: Listing) -> str:
-    items: Sequence[msgspec.Struct] = listing.egress if listing.egress_only else listing.entries
+    items: Sequence[msgspec.Struct] = (
+        listing.egress if listing.egress_only else listing.entries
+    )
     return "".join(
         json.dumps(msgspec.to_builtins(e), sort_keys=True) + "\n" for e in items
     )
@@ -100,8 +135,8 @@ def _csv(listing: Listing) -> str:
     if listing.egress_only:
         writer = csv.DictWriter(out, _EGRESS_CSV_FIELDS, lineterminator="\n")
         writer.writeheader()
-        for e in listing.egress:
-            row = {k: getattr(e, k) for k in _EGRESS_CSV_FIELDS}
+        for g in listing.egress:
+            row = {k: getattr(g, k) for k in _EGRESS_CSV_FIELDS}
             for name in ("roles", "schemes", "ports"):
                 row[name] = " ".join(str(v) for v in row[name])
             writer.writerow(row)
@@ -128,13 +163,17 @@ def ipset_names(settings: BlocklistSettings, egress: bool = False) -> tuple[str,
     return f"{base}-v4", f"{base}-v6"
 
 
-def split_families(elements: Sequence[tuple[str, int]]) -> tuple[list[tuple[str, int]], ...]:
+def split_families(
+    elements: Sequence[tuple[str, int]],
+) -> tuple[list[tuple[str, int]], ...]:
     v4 = [x for x in elements if ipaddress.ip_network(x[0], strict=False).version == 4]
     v6 = [x for x in elements if ipaddress.ip_network(x[0], strict=False).version == 6]
     return v4, v6
 
 
-def nft_set_declarations(settings: BlocklistSettings, egress: bool = False) -> list[str]:
+def nft_set_declarations(
+    settings: BlocklistSettings, egress: bool = False
+) -> list[str]:
     """Commands that create the table and sets if missing (idempotent)."""
     table = settings.nft_table
     v4, v6 = set_names(settings, egress)
@@ -155,14 +194,16 @@ def _nftables(listing: Listing) -> str:
     s = listing.settings
     table = s.nft_table
     lines = [
-        f"# l4s {__version__} blocklist: load with  nft -f FILE  (one atomic transaction)",
+        f"# l4s {__version__} blocklist: load with  nft -f FILE  (one transaction)",
         *nft_set_declarations(s, listing.egress_only),
     ]
     names = set_names(s, listing.egress_only)
     for name, elements in zip(names, split_families(listing.firewall()), strict=True):
         lines.append(f"flush set inet {table} {name}")
         if elements:
-            lines.append(f"add element inet {table} {name} {{ {nft_elements(elements)} }}")
+            lines.append(
+                f"add element inet {table} {name} {{ {nft_elements(elements)} }}"
+            )
 
     return "\n".join(lines) + "\n"
 
@@ -177,8 +218,15 @@ def _ipset(listing: Listing) -> str:
     ):
         staging = f"{name}-new"
         create = f"hash:net family {family} timeout 0 -exist"
-        lines += [f"create {name} {create}", f"create {staging} {create}", f"flush {staging}"]
-        lines += [f"add {staging} {address} timeout {seconds}" for address, seconds in elements]
+        lines += [
+            f"create {name} {create}",
+            f"create {staging} {create}",
+            f"flush {staging}",
+        ]
+        lines += [
+            f"add {staging} {address} timeout {seconds}"
+            for address, seconds in elements
+        ]
         lines += [f"swap {staging} {name}", f"destroy {staging}"]
 
     return "\n".join(lines) + "\n"

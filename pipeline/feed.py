@@ -77,14 +77,20 @@ class Feed:
         return "".join(f"{e.address}\n" for e in effective(live, min_level))
 
     def egress_list(self, now: float) -> str:
-        live = [e for e in self.snapshot.egress if e.enforce and _live(e.expires_at, now)]
+        live = [
+            e for e in self.snapshot.egress if e.enforce and _live(e.expires_at, now)
+        ]
         return "".join(f"{e.host}\n" for e in live)
 
     def health(self, now: float) -> tuple[bool, dict[str, Any]]:
         snap = self.snapshot
         age = now - snap.polled if snap.polled else None
         healthy = snap.caught_up and age is not None and age < STALE_SECONDS
-        body = {"caught_up": snap.caught_up, "entries": len(snap.entries), "poll_age": age}
+        body = {
+            "caught_up": snap.caught_up,
+            "entries": len(snap.entries),
+            "poll_age": age,
+        }
         return healthy, body
 
 
@@ -111,10 +117,14 @@ def handler_for(feed: Feed) -> type[BaseHTTPRequestHandler]:
             now = time.time()
             path = url.path
             if path in ("/", "/blocklist.txt"):
-                level = (query.get("min_level") or [None])[0]
+                level = query["min_level"][0] if query.get("min_level") else None
                 if level is not None and level not in LEVELS:
                     levels = ", ".join(LEVELS)
-                    self._send(HTTPStatus.BAD_REQUEST, f"min_level must be one of {levels}\n", head)
+                    self._send(
+                        HTTPStatus.BAD_REQUEST,
+                        f"min_level must be one of {levels}\n",
+                        head,
+                    )
                     return
                 self._send_list(feed.blocklist(now, level), head)
             elif path == "/egress.txt":
@@ -128,7 +138,9 @@ def handler_for(feed: Feed) -> type[BaseHTTPRequestHandler]:
                 self._send(HTTPStatus.OK, data, head, CONTENT_TYPE_LATEST)
             else:
                 self._send(HTTPStatus.NOT_FOUND, "not found\n", head)
-            feed.metrics.feed_requests.labels(path=_path_label(path), code=str(self._code)).inc()
+            feed.metrics.feed_requests.labels(
+                path=_path_label(path), code=str(self._code)
+            ).inc()
 
         def _send_list(self, body: str, head: bool) -> None:
             etag = '"' + hashlib.sha256(body.encode()).hexdigest()[:32] + '"'
@@ -140,7 +152,12 @@ def handler_for(feed: Feed) -> type[BaseHTTPRequestHandler]:
                 self.send_header("Content-Length", "0")
                 self.end_headers()
                 return
-            self._send(HTTPStatus.OK, body, head, extra={"ETag": etag, "Cache-Control": "no-cache"})
+            self._send(
+                HTTPStatus.OK,
+                body,
+                head,
+                extra={"ETag": etag, "Cache-Control": "no-cache"},
+            )
 
         def _send(
             self,
@@ -161,9 +178,11 @@ def handler_for(feed: Feed) -> type[BaseHTTPRequestHandler]:
             if not head:
                 self.wfile.write(data)
 
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        def log_message(self, format: str, *args: Any) -> None:
             # One structured line per request at debug; firewalls poll often.
-            _log.debug("feed_request", client=self.client_address[0], request=format % args)
+            _log.debug(
+                "feed_request", client=self.client_address[0], request=format % args
+            )
 
     return Handler
 

@@ -92,7 +92,9 @@ class _Runner:
     def __init__(self, command: str) -> None:
         self.command = shlex.split(command)
 
-    def run(self, args: Sequence[str], stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    def run(
+        self, args: Sequence[str], stdin: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
         try:
             return subprocess.run(  # noqa: S603 - the operator's own command, no shell
                 [*self.command, *args],
@@ -116,7 +118,8 @@ class NftApplier:
         command: how to run nft, e.g. ``nft`` or ``ip netns exec fw nft``.
 
     Example:
-        >>> NftApplier(BlocklistSettings()).sync([("198.51.100.7", 3600)])  # doctest: +SKIP
+        >>> applier = NftApplier(BlocklistSettings())
+        >>> applier.sync([("198.51.100.7", 3600)])  # doctest: +SKIP
         Change(added=1, removed=0, refreshed=0)
     """
 
@@ -134,7 +137,9 @@ class NftApplier:
         """Element → seconds left, of both sets (empty when they do not exist)."""
         out: dict[str, int] = {}
         for name in self.names:
-            result = self.runner.run(["-j", "list", "set", "inet", self.settings.nft_table, name])
+            result = self.runner.run(
+                ["-j", "list", "set", "inet", self.settings.nft_table, name]
+            )
             if result.returncode != 0:
                 continue
             for item in json.loads(result.stdout).get("nftables", []):
@@ -153,19 +158,27 @@ class NftApplier:
             if result.returncode == 0:
                 return Change(len(add) - refreshed, len(remove) - refreshed, refreshed)
             # An element may have timed out between listing and deleting it.
-            last = result.stderr.strip().splitlines()[0] if result.stderr.strip() else "failed"
+            last = (
+                result.stderr.strip().splitlines()[0]
+                if result.stderr.strip()
+                else "failed"
+            )
         raise FirewallError(f"nft refused the update: {last}")
 
     def _script(self, remove: list[str], add: list[tuple[str, int]]) -> str:
         table = self.settings.nft_table
         lines = nft_set_declarations(self.settings, self.egress)
-        for name, gone in zip(self.names, split_families([(r, 0) for r in remove]), strict=True):
+        for name, gone in zip(
+            self.names, split_families([(r, 0) for r in remove]), strict=True
+        ):
             if gone:
                 elements = ", ".join(address for address, _ in gone)
                 lines.append(f"delete element inet {table} {name} {{ {elements} }}")
         for name, new in zip(self.names, split_families(add), strict=True):
             if new:
-                lines.append(f"add element inet {table} {name} {{ {nft_elements(new)} }}")
+                lines.append(
+                    f"add element inet {table} {name} {{ {nft_elements(new)} }}"
+                )
 
         return "\n".join(lines) + "\n"
 
@@ -204,7 +217,11 @@ class IpsetApplier:
             for line in result.stdout.splitlines():
                 parts = line.split()
                 if len(parts) >= 3 and parts[0] == "add":
-                    left = int(parts[parts.index("timeout") + 1]) if "timeout" in parts else 0
+                    left = (
+                        int(parts[parts.index("timeout") + 1])
+                        if "timeout" in parts
+                        else 0
+                    )
                     out[_canonical(parts[2])] = left
 
         return out
@@ -215,19 +232,28 @@ class IpsetApplier:
         lines = []
         for name, family in zip(self.names, ("inet", "inet6"), strict=True):
             lines.append(f"create {name} hash:net family {family} timeout 0 -exist")
-        for name, gone in zip(self.names, split_families([(r, 0) for r in remove]), strict=True):
+        for name, gone in zip(
+            self.names, split_families([(r, 0) for r in remove]), strict=True
+        ):
             lines += [f"del {name} {address} -exist" for address, _ in gone]
         for name, new in zip(self.names, split_families(add), strict=True):
             # -exist on add replaces the timeout of an element already there.
-            lines += [f"add {name} {address} timeout {seconds} -exist" for address, seconds in new]
+            lines += [
+                f"add {name} {address} timeout {seconds} -exist"
+                for address, seconds in new
+            ]
         result = self.runner.run(["restore"], stdin="\n".join(lines) + "\n")
         if result.returncode != 0:
-            raise FirewallError(f"ipset refused the update: {result.stderr.strip()[:200]}")
+            raise FirewallError(
+                f"ipset refused the update: {result.stderr.strip()[:200]}"
+            )
 
         return Change(len(add) - refreshed, len(remove) - refreshed, refreshed)
 
 
-def applier(kind: str, settings: BlocklistSettings, command: str | None, egress: bool) -> Applier:
+def applier(
+    kind: str, settings: BlocklistSettings, command: str | None, egress: bool
+) -> Applier:
     """The applier for ``nftables`` or ``ipset``."""
     if kind == "nftables":
         return NftApplier(settings, command or "nft", egress)

@@ -1,4 +1,4 @@
-"""Following a compacted list topic (blocklist or egress) into a local materialized copy.
+"""Following a compacted list topic (blocklist or egress) into a local copy.
 
 A follower assigns itself every partition from the beginning and commits
 nothing, so a restart rebuilds exactly the current list from the compacted log;
@@ -16,7 +16,13 @@ from collections.abc import Iterable
 from typing import Any, Generic, TypeVar
 
 import msgspec
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    TopicPartition,
+)
 
 from pipeline import log
 from pipeline.blocklist import BlocklistEntry, level_at_least, parse_time
@@ -41,10 +47,10 @@ class View(Generic[E]):
     """
 
     def __init__(self, kind: type[E]) -> None:
-        self.kind = kind
+        self.kind: type[E] = kind
         self.entries: dict[str, E] = {}
         self.undecodable = 0
-        self._decoder = msgspec.json.Decoder(kind)
+        self._decoder: msgspec.json.Decoder[E] = msgspec.json.Decoder(kind)
 
     def apply(self, key: bytes | None, value: bytes | None) -> bool:
         """Apply one record; True when the view changed."""
@@ -68,8 +74,12 @@ class View(Generic[E]):
         return sorted(out, key=sort_key)
 
     def next_expiry(self, now: float) -> float | None:
-        """The earliest ``expires_at`` still ahead, when the view next changes by itself."""
-        ahead = [t for t in (parse_time(e.expires_at) for e in self.entries.values()) if t > now]
+        """The earliest ``expires_at`` ahead: when the view next changes by itself."""
+        ahead = [
+            t
+            for t in (parse_time(e.expires_at) for e in self.entries.values())
+            if t > now
+        ]
         return min(ahead, default=None)
 
 
@@ -97,7 +107,9 @@ def effective(
         ['198.51.100.0/24']
     """
     chosen = [
-        e for e in entries if e.enforce and (min_level is None or level_at_least(e.level, min_level))
+        e
+        for e in entries
+        if e.enforce and (min_level is None or level_at_least(e.level, min_level))
     ]
     prefixes = [ipaddress.ip_network(e.address) for e in chosen if "/" in e.address]
     out = []
@@ -121,7 +133,8 @@ class Follower(Generic[E]):
         kind: the entry type its values decode to.
 
     Example:
-        >>> follower = Follower(settings, settings.topics.blocklist, BlocklistEntry)  # doctest: +SKIP
+        >>> topic = settings.topics.blocklist  # doctest: +SKIP
+        >>> follower = Follower(settings, topic, BlocklistEntry)  # doctest: +SKIP
         >>> follower.catch_up(); follower.view.live(time.time())  # doctest: +SKIP
     """
 
@@ -162,7 +175,9 @@ class Follower(Generic[E]):
             message = self._consumer.poll(timeout)
             if message is None:
                 raise KafkaException(
-                    KafkaError(KafkaError._TIMED_OUT, f"topic {self.topic} stopped answering")
+                    KafkaError(
+                        KafkaError._TIMED_OUT, f"topic {self.topic} stopped answering"
+                    )
                 )
             self._take(message)
         self.caught_up = True
@@ -199,7 +214,9 @@ class Follower(Generic[E]):
             self._consumer = None
 
 
-def current_entries(settings: Settings, timeout: float = 30.0) -> dict[str, dict[str, Any]]:
+def current_entries(
+    settings: Settings, timeout: float = 30.0
+) -> dict[str, dict[str, Any]]:
     """The live blocklist as plain JSON objects, keyed by address (read once)."""
     follower = Follower(settings, settings.topics.blocklist, BlocklistEntry)
     try:
@@ -207,5 +224,6 @@ def current_entries(settings: Settings, timeout: float = 30.0) -> dict[str, dict
     finally:
         follower.close()
     now = time.time()
-    return {e.address: json.loads(msgspec.json.encode(e)) for e in follower.view.live(now)}
-
+    return {
+        e.address: json.loads(msgspec.json.encode(e)) for e in follower.view.live(now)
+    }

@@ -1,4 +1,4 @@
-"""What a compacted topic should hold per key, over time: publish, refresh, expire, withdraw.
+"""What a compacted topic holds per key over time: publish, refresh, expire, withdraw.
 
 Pure: every call takes ``now``; the Faust worker stores the :class:`Slot` of each
 key in a table and carries out the :class:`Outcome`. A slot remembers the last
@@ -22,7 +22,9 @@ _log = log.get("blocklist")
 
 Status = Literal["published", "held", "withdrawn", "expired"]
 #: What an outcome did, as a metric label.
-Kind = Literal["new", "update", "refresh", "release", "held", "expire", "withdraw", "forget"]
+Kind = Literal[
+    "new", "update", "refresh", "release", "held", "expire", "withdraw", "forget"
+]
 
 
 class Record(Protocol):
@@ -121,15 +123,19 @@ class Breaker:
             self._last_over = now
             if not self.open:
                 self.open = True
-                self._changed(f"{rate} new entries in the last minute, limit {self.per_minute}")
+                self._changed(
+                    f"{rate} new entries in the last minute, limit {self.per_minute}"
+                )
         return not self.open
 
     def poll(self, now: float) -> None:
         """Close when the rate has stayed under the limit for the cool-down."""
-        if self.open and self._rate(now) <= self.per_minute:
-            if now - self._last_over >= self.cooldown:
-                self.open = False
-                self._changed(f"rate under {self.per_minute} per minute for {self.cooldown:.0f}s")
+        quiet = now - self._last_over >= self.cooldown
+        if self.open and quiet and self._rate(now) <= self.per_minute:
+            self.open = False
+            self._changed(
+                f"rate under {self.per_minute} per minute for {self.cooldown:.0f}s"
+            )
 
     def try_release(self, now: float) -> bool:
         """Take one slot of the limit for a held entry; False while open or full."""
@@ -157,8 +163,8 @@ class Ledger(Generic[E]):
             ended, so a late redelivery cannot revive it.
 
     Example:
-        >>> ledger = Ledger(policy, review, Breaker(0, 0), retention=86400)  # doctest: +SKIP
-        >>> ledger.decide("198.51.100.7", None, entry, 0, now=1e9).kind  # doctest: +SKIP
+        >>> ledger = Ledger(policy, review, Breaker(0, 0), 86400)  # doctest: +SKIP
+        >>> ledger.decide("192.0.2.7", None, entry, 0, now=1e9).kind  # doctest: +SKIP
         'new'
     """
 
@@ -175,29 +181,46 @@ class Ledger(Generic[E]):
         self.retention = retention
 
     def decide(
-        self, key: str, slot: Slot[E] | None, desired: E | None, partition: int, now: float,
+        self,
+        key: str,
+        slot: Slot[E] | None,
+        desired: E | None,
+        partition: int,
+        *,
+        now: float,
         reason: str | None = None,
-    ) -> Outcome[E] | None:  # fmt: skip
-        """A new decision from evidence: ``desired`` is None when policy withholds it."""
+    ) -> Outcome[E] | None:
+        """A decision from new evidence; ``desired`` None: policy withholds it."""
         if desired is None:
             return self._withdraw(slot, now, reason) if slot is not None else None
         if slot is not None and slot.entry.content() == desired.content():
             # Nothing new (a redelivery, or a repeat of the same evidence).
             return None
         until = desired.until
-        if slot is not None and slot.status in ("published", "held") and slot.until > until:
+        if (
+            slot is not None
+            and slot.status in ("published", "held")
+            and slot.until > until
+        ):
             # New evidence never shortens a live decision.
             until = slot.until
             desired = msgspec.structs.replace(desired, block_until=iso(until))  # type: ignore[type-var]
         if slot is not None and slot.status == "published":
-            return self._publish(key, desired, partition, now, until, "update")
+            return self._publish(
+                key, desired, partition=partition, now=now, until=until, kind="update"
+            )
         if slot is not None and slot.status == "held":
-            return Outcome("held", Slot(partition=partition, status="held", entry=desired, until=until))
+            return Outcome(
+                "held",
+                Slot(partition=partition, status="held", entry=desired, until=until),
+            )
         if not self.breaker.admit(now):
             held = Slot(partition=partition, status="held", entry=desired, until=until)
             return Outcome("held", held, reason="breaker")
 
-        return self._publish(key, desired, partition, now, until, "new")
+        return self._publish(
+            key, desired, partition=partition, now=now, until=until, kind="new"
+        )
 
     def sweep(self, key: str, slot: Slot[E], now: float) -> Outcome[E] | None:
         """What time alone changes for a key: refresh, expiry, policy changes."""
@@ -213,23 +236,55 @@ class Ledger(Generic[E]):
             return self._withdraw(slot, now, reason)
         if slot.status == "held":
             if self.breaker.try_release(now):
-                return self._publish(key, reviewed, slot.partition, now, slot.until, "release")
+                return self._publish(
+                    key,
+                    reviewed,
+                    partition=slot.partition,
+                    now=now,
+                    until=slot.until,
+                    kind="release",
+                )
             return None
         if reviewed.content() != slot.entry.content():
-            return self._publish(key, reviewed, slot.partition, now, slot.until, "update")
+            return self._publish(
+                key,
+                reviewed,
+                partition=slot.partition,
+                now=now,
+                until=slot.until,
+                kind="update",
+            )
         if slot.refresh_at is not None and now >= slot.refresh_at:
-            return self._publish(key, reviewed, slot.partition, now, slot.until, "refresh")
+            return self._publish(
+                key,
+                reviewed,
+                partition=slot.partition,
+                now=now,
+                until=slot.until,
+                kind="refresh",
+            )
 
         return None
 
-    def _withdraw(self, slot: Slot[E], now: float, reason: str | None) -> Outcome[E] | None:
+    def _withdraw(
+        self, slot: Slot[E], now: float, reason: str | None
+    ) -> Outcome[E] | None:
         if slot.status not in ("published", "held"):
             return None
         gone = msgspec.structs.replace(slot, status="withdrawn", refresh_at=None)
-        return Outcome("withdraw", gone, tombstone=slot.status == "published", reason=reason)
+        return Outcome(
+            "withdraw", gone, tombstone=slot.status == "published", reason=reason
+        )
 
     def _publish(
-        self, key: str, entry: E, partition: int, now: float, until: float, kind: Kind
+        self,
+        key: str,
+        entry: E,
+        *,
+        partition: int,
+        now: float,
+        until: float,
+        kind: Kind,
     ) -> Outcome[E]:
         expires = self.policy.lease_end(now, until)
         record = msgspec.structs.replace(entry, expires_at=iso(expires))  # type: ignore[type-var]

