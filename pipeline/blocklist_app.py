@@ -141,6 +141,9 @@ class BlocklistPublisher:
         self._assignment: frozenset[Any] = frozenset()
 
         blocklist_topic = topic(t.blocklist)
+        # XXX(#5): the breaker counts new entries per enrich worker, not across the
+        # group, so N workers admit up to N times the limit; a shared count would
+        # put a Redis round trip on every publish.
         breaker = Breaker(
             b.breaker_per_minute,
             b.breaker_cooldown.total_seconds(),
@@ -316,7 +319,14 @@ class BlocklistPublisher:
 
     async def sweep(self) -> None:
         """Refresh, expire, withdraw and release what time and policy changed."""
-        if self.app.rebalancing:
+        recovery = self.app.tables.recovery  # type: ignore[attr-defined]
+        if (
+            self.app.rebalancing
+            or recovery.in_recovery
+            or not recovery.completed.is_set()
+        ):
+            # A half-restored table may hold a slot older than its changelog's last
+            # word; acting on it could republish a withdrawn entry.
             return
         now = self.clock()
         full = now - self._last_full >= _FULL_SWEEP_SECONDS
@@ -419,21 +429,18 @@ class BlocklistPublisher:
     def _state_value(
         self, kind: _Kind[Any], key: bytes, outcome: Outcome[Any]
     ) -> bytes | None:
-        if outcome.slot is None:
-            return None
+        """The table value after ``outcome``; None removes the key."""
         if kind is self.sources:
-            return events.encode(outcome.slot)
+            return events.encode(outcome.slot) if outcome.slot is not None else None
         raw = kind.table.data.get(key)
         if kind is self.prefixes:
             prefix = self._prefix_decoder.decode(raw) if raw else None
-            members = prefix.members if prefix else {}
-            return events.encode(
-                PrefixState(
-                    partition=outcome.slot.partition, members=members, slot=outcome.slot
-                )
-            )
+            if prefix is None or (outcome.slot is None and not prefix.members):
+                return None
+            # Forgetting a prefix's slot keeps its members: they are live entries.
+            return events.encode(msgspec.structs.replace(prefix, slot=outcome.slot))
         host = self._host_decoder.decode(raw) if raw else None
-        if host is None:
+        if host is None or outcome.slot is None:
             return None
         return events.encode(msgspec.structs.replace(host, slot=outcome.slot))
 

@@ -225,6 +225,10 @@ def egress_entry(
     host: str, state: EgressState, policy: BlockPolicy, now: float
 ) -> tuple[EgressEntry | None, str | None]:
     """The egress record for a host, or None and why it is withheld."""
+    # XXX(#5): a payload can name any host, so an attacker can put a victim's
+    # partner on the egress list; only special ranges and the allowlist (which
+    # takes names) stand in the way. A minimum of distinct calling sources would
+    # blunt it but also miss single-source droppers; not decided here.
     reason = policy.allowlist.withheld_host(host, now)
     if reason is not None:
         return None, reason

@@ -53,6 +53,8 @@ def scan(paths: Iterable[str], settings: Settings, keep_events: bool = False) ->
                         # streaming worker tombstones it, so scan drops it too.
                         result.blocklist.pop(detection.source_ip, None)
     # Prefixes are decided over the final entries, as the streaming worker ends up.
+    # XXX(#5): scan does not compute the egress list; callback hosts come only from
+    # the streaming worker's egress topic; scan --blocklist writes source entries.
     result.blocklist.update(aggregate(result.blocklist, enrich.policy, time.time()))
     return result
 

@@ -15,6 +15,7 @@ import signal
 import socket
 import subprocess
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -322,6 +323,16 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _get_status(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        return exc.code
+    except OSError:
+        return 0
+
+
 def _scrape(port: int) -> str:
     try:
         with urllib.request.urlopen(
@@ -489,6 +500,13 @@ def test_followers_rebuild_after_a_restart_and_two_followers_agree(
         for x in ns.l4s("blocklist", "export", "--format", "json").stdout.splitlines()
     }
     assert three == expected
+    # The HTTP feed, a follower too, serves the same list.
+    port = _free_port()
+    workers("blocklist", "serve", "--port", str(port))
+    feed = f"http://127.0.0.1:{port}"
+    wait_for(lambda: _get_status(f"{feed}/healthz") == 200, 60, "the feed to catch up")
+    with urllib.request.urlopen(f"{feed}/blocklist.txt", timeout=5) as response:
+        assert set(response.read().decode().split()) == expected
 
 
 # -- applying to the kernel -------------------------------------------------------
