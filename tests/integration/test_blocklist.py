@@ -176,7 +176,7 @@ def test_blocks_are_refreshed_extended_by_new_evidence_and_tombstoned_at_the_end
     first_t, first = reader.of(address)[0]
     assert first is not None and first["action"] == "block" and first["hits"] == 1
     first_until = parse_time(first["block_until"])
-    assert 20 <= first_until - first_t <= 23, "lifetime 20 s, up to 10% jitter"
+    assert 18.5 <= first_until - first_t <= 23, "lifetime 20 s, up to 10% jitter"
 
     # Refreshes keep it alive without new evidence: same content, later leases.
     reader.wait(lambda: len(reader.of(address)) >= 3, 30, "two refreshes")
@@ -200,7 +200,7 @@ def test_blocks_are_refreshed_extended_by_new_evidence_and_tombstoned_at_the_end
         (t, r) for t, r in reader.of(address) if r and r["days"] == 2
     )
     extended_until = parse_time(update["block_until"])
-    assert extended_until - update_t >= 29, "a second day makes the lifetime 30 s"
+    assert extended_until - update_t >= 28.5, "a second day makes the lifetime 30 s"
     assert extended_until > first_until
 
     reader.wait(
@@ -471,7 +471,7 @@ def test_followers_rebuild_after_a_restart_and_two_followers_agree(
         [
             ("203.0.113.4", None),
             ("2001:db8::9", record("2001:db8::9", 3600)),
-            ("203.0.113.6", record("203.0.113.6", 4)),
+            ("203.0.113.6", record("203.0.113.6", 12)),
         ],
     )
     expected = {
@@ -661,7 +661,7 @@ def test_follow_apply_keeps_the_kernel_set_equal_to_the_topic(
         ns,
         [
             ("198.51.100.0/24", record("198.51.100.0/24", 600, addresses=3)),
-            ("203.0.113.5", record("203.0.113.5", 4)),
+            ("203.0.113.5", record("203.0.113.5", 8)),
         ],
     )
     wait_for(
@@ -688,6 +688,8 @@ def test_prefix_aggregation_streams_like_scan_and_spares_allowlisted_networks(
     monkeypatch.setenv("L4S_BLOCKLIST__ALLOWLIST", str(allow))
     monkeypatch.setenv("L4S_BLOCKLIST__AGGREGATE_THRESHOLD", "3")
     monkeypatch.setenv("L4S_BLOCKLIST__LIFETIME", "600")
+    # The worker exits once idle: leases must outlast it until the export below.
+    monkeypatch.setenv("L4S_BLOCKLIST__LEASE", "600")
     lines = [attack_line(f"198.51.100.{i}") for i in (1, 2, 3, 4)]
     lines += [attack_line(f"203.0.113.{i}") for i in (1, 2, 3)]
     lines += [attack_line("198.51.101.1"), attack_line("198.51.101.2")]
