@@ -173,7 +173,7 @@ def follow(
     topic = settings.topics.egress if egress else settings.topics.blocklist
     target = applier(fmt, settings.blocklist, command, egress) if apply_ else None
     metrics = _metrics(settings, metrics_port)
-    follower: Follower[Any] = Follower(settings, topic, kind)
+    follower: Follower[Any] = Follower(settings, topic, kind, must_exist=True)
     stop = _Stop()
     label = "egress" if egress else "blocklist"
     try:

@@ -28,6 +28,7 @@ from pipeline import log
 from pipeline.blocklist import BlocklistEntry, level_at_least, parse_time
 from pipeline.config import Settings
 from pipeline.egress import EgressEntry
+from pipeline.errors import ConfigError
 from pipeline.kafka_io import check_broker, client_config
 
 _log = log.get("follower")
@@ -138,9 +139,12 @@ class Follower(Generic[E]):
         >>> follower.catch_up(); follower.view.live(time.time())  # doctest: +SKIP
     """
 
-    def __init__(self, settings: Settings, topic: str, kind: type[E]) -> None:
+    def __init__(
+        self, settings: Settings, topic: str, kind: type[E], must_exist: bool = False
+    ) -> None:
         self.settings = settings
         self.topic = topic
+        self.must_exist = must_exist
         self.view: View[E] = View(kind)
         self.caught_up = False
         self._consumer: Consumer | None = None
@@ -153,6 +157,12 @@ class Follower(Generic[E]):
         admin = check_broker(self.settings)
         metadata = admin.list_topics(self.topic, timeout=timeout).topics.get(self.topic)
         if metadata is None or metadata.error is not None:
+            if self.must_exist:
+                # An empty list would empty the firewall: a mistyped name must not.
+                raise ConfigError(
+                    f"topic {self.topic} does not exist; create it (l4s topics create) "
+                    "or check the topic settings"
+                )
             return None
         config = {"group.id": "l4s-list-follower", "enable.auto.commit": False}
         consumer = Consumer(client_config(self.settings, **config))

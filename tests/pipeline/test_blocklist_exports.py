@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import sys
 import threading
 import time
 import urllib.error
@@ -364,3 +365,27 @@ def test_feed_serves_the_list_with_etag_and_reports_health(
         'l4s_feed_requests_total{code="304",path="/blocklist.txt"} 1.0'
         in _get(f"{url}/metrics")[2]
     )
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["follow"], "give either --output FILE or --apply"),
+        (["follow", "--apply", "--format", "json"], "--apply works with --format"),
+        (["export", "--format", "pdf"], "'pdf' is not one of"),
+    ],
+)
+def test_blocklist_command_mistakes_give_one_readable_line(
+    args: list[str], message: str
+) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "pipeline", "blocklist", *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    lines = [line for line in result.stderr.splitlines() if line.startswith("l4s: ")]
+    assert len(lines) == 1 and message in lines[0], result.stderr
+    assert "Traceback" not in result.stderr
