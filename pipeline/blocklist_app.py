@@ -32,7 +32,12 @@ from faust.types import TableT
 
 from pipeline import events, log
 from pipeline.aggregate import prefix_entry, prefix_of
-from pipeline.blocklist import BlocklistEntry, BlockPolicy
+from pipeline.blocklist import (
+    WITHHELD_LEVEL,
+    BlocklistEntry,
+    BlockPolicy,
+    level_at_least,
+)
 from pipeline.config import Settings
 from pipeline.egress import (
     EgressEntry,
@@ -93,7 +98,6 @@ class _Kind(Generic[E]):
         self.ledger: Ledger[E] = ledger
         self.record_metric = record_metric
         self.due: dict[bytes, float] = {}
-        self.live: set[bytes] = set()
 
 
 class BlocklistPublisher:
@@ -224,8 +228,15 @@ class BlocklistPublisher:
             await self.hosts_topic.send(key=obs.host.encode(), value=events.encode(obs))
         if handled.rating is None:
             return
-        if handled.entry is None and handled.withheld is not None:
-            self.metrics.blocklist_suppressed.labels(reason=handled.withheld).inc()
+        withheld = handled.withheld
+        if (
+            handled.entry is None
+            and withheld not in (None, "special", WITHHELD_LEVEL)
+            and level_at_least(handled.rating.level, self.settings.blocklist.min_level)
+        ):
+            # Rated high enough to block but spared (allowlist, never-block,
+            # research); special ranges are counted by the worker as special_range.
+            self.metrics.blocklist_suppressed.labels(reason=str(withheld)).inc()
         key = ip.encode()
         now = self.clock()
         async with self._lock:
@@ -368,22 +379,17 @@ class BlocklistPublisher:
                 slot, partition = self._slot_of(kind, key)
                 if slot is None:
                     kind.due.pop(key, None)
-                    kind.live.discard(key)
                     continue
                 if partition not in active:
                     # Standby data, or a partition this worker lost: its owner
                     # sweeps it.
                     kind.due.pop(key, None)
-                    kind.live.discard(key)
                     continue
                 outcome = kind.ledger.sweep(key.decode(), slot, now)
                 if outcome is None:
                     self._track(kind, key, slot)
                     continue
                 await self._carry_out(kind, key, outcome, slot, in_stream=False)
-        self.metrics.blocklist_live.labels(topic=kind.name).set(
-            sum(len(k.live) for k in self._kinds() if k.name == kind.name)
-        )
 
     def _slot_of(self, kind: _Kind[Any], key: bytes) -> tuple[Slot[Any] | None, int]:
         raw = kind.table.data.get(key)
@@ -488,28 +494,24 @@ class BlocklistPublisher:
     def _track(self, kind: _Kind[Any], key: bytes, slot: Slot[Any] | None) -> None:
         if slot is None:
             kind.due.pop(key, None)
-            kind.live.discard(key)
             return
         if slot.status == "published":
-            kind.live.add(key)
             due = (
                 slot.until
                 if slot.refresh_at is None
                 else min(slot.refresh_at, slot.until)
             )
         elif slot.status == "held":
-            kind.live.discard(key)
             due = self.clock()
         else:
-            kind.live.discard(key)
             due = slot.until + kind.ledger.retention
         kind.due[key] = due
 
     def _breaker_hook(self, topic: str) -> Callable[[bool, str], None]:
         def changed(is_open: bool, reason: str) -> None:
-            self.metrics.blocklist_breaker_open.labels(topic=topic).set(
-                1 if is_open else 0
-            )
+            # One gauge per worker: 1 while either list's breaker is open.
+            still_open = any(k.ledger.breaker.open for k in self._kinds())
+            self.metrics.blocklist_breaker_open.set(1 if still_open else 0)
             if is_open:
                 self.metrics.blocklist_breaker_trips.labels(topic=topic).inc()
                 _log.warning("blocklist_breaker_opened", topic=topic, reason=reason)

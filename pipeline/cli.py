@@ -14,7 +14,7 @@ from rich.console import Console
 
 from pipeline import __version__, config, log
 from pipeline.config import Settings
-from pipeline.errors import ConfigError, L4sError, ServiceUnavailable
+from pipeline.errors import ConfigError, L4sError, PoisonRecord, ServiceUnavailable
 from pipeline.metrics import Metrics, serve
 
 _DAY = click.DateTime(formats=["%Y-%m-%d"])
@@ -108,11 +108,14 @@ def reset(settings: Settings, yes: bool) -> None:
 @click.pass_obj
 def replay(settings: Settings, files: tuple[str, ...], rate: float | None, fmt: str | None, topic: str | None, progress: bool | None) -> None:
     """Produce log records from FILES (plain or gzip; - for stdin) into Kafka."""
-    from pipeline.formats import REGISTRY
+    from pipeline.formats import FormatRouter
     from pipeline.replay import replay as run
 
-    if fmt is not None and fmt not in REGISTRY:
-        raise click.BadParameter(f"unknown format {fmt!r}; known: {', '.join(sorted(REGISTRY))}", param_hint="--format")
+    if fmt is not None:
+        try:
+            FormatRouter.from_settings(settings.formats).parser(fmt)
+        except PoisonRecord:
+            raise click.BadParameter(f"unknown format {fmt!r}", param_hint="--format") from None
     result = run(files, settings, rate=rate, fmt=fmt, topic=topic, progress=progress)
     click.echo(f"replayed {result.records} records from {result.files} file(s)", err=True)
 
@@ -147,7 +150,7 @@ def detect(settings: Settings, stop_when_idle: float | None, metrics_port: int |
     """Run the detect worker: raw logs in, detections and dead letters out."""
     from pipeline.detect_worker import DetectWorker
 
-    settings = _override(settings, detect__batch_size=batch_size, detect__format=fmt)
+    settings = _override(settings, detect__batch_size=batch_size, formats__default=fmt)
     worker = DetectWorker(settings, _metrics(settings, metrics_port), stop_when_idle)
     sys.exit(worker.run())
 
@@ -172,27 +175,44 @@ def enrich(settings: Settings, stop_when_idle: float | None, metrics_port: int |
     sys.exit(worker.run())
 
 
-def _report_output(report: Any, as_json: bool) -> None:
+def _report_output(report: Any, as_json: bool, html_out: Path | None = None) -> None:
     from pipeline import report as reports
 
+    if html_out is not None:
+        from pipeline.report_html import write_html
+
+        try:
+            write_html(report, html_out)
+        except OSError as exc:
+            raise click.FileError(str(html_out), hint=exc.strerror) from None
+        click.echo(f"wrote the HTML report to {html_out}", err=True)
     if as_json:
         click.echo(reports.to_json(report))
-    else:
+    elif html_out is None:
         reports.render(report, Console())
+
+
+_HTML = click.option(
+    "--html",
+    "html_out",
+    type=_FILE,
+    help="Write the report as one self-contained HTML page with charts.",
+)
 
 
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.option("--from", "first", type=_DAY, help="First day (YYYY-MM-DD, event time).")
 @click.option("--to", "last", type=_DAY, help="Last day (YYYY-MM-DD, event time).")
+@_HTML
 @click.pass_obj
-def report(settings: Settings, as_json: bool, first: datetime | None, last: datetime | None) -> None:
+def report(settings: Settings, as_json: bool, first: datetime | None, last: datetime | None, html_out: Path | None) -> None:
     """Print the attack analysis from Redis."""
     from pipeline import report as reports
     from pipeline.store import RedisStore
 
     store = RedisStore.connect(settings.redis.url, settings.redis.prefix)
-    _report_output(reports.build(store, _date(first), _date(last)), as_json)
+    _report_output(reports.build(store, _date(first), _date(last)), as_json, html_out)
 
 
 @cli.command()
@@ -202,16 +222,18 @@ def report(settings: Settings, as_json: bool, first: datetime | None, last: date
 @click.option("--to", "last", type=_DAY, help="Last day of the report.")
 @click.option("--blocklist", "blocklist_out", type=_FILE, help="Also write the blocklist as JSON lines here.")
 @click.option("--format", "fmt", help="Log format of the input (default: auto).")
+@_HTML
 @_enrich_files
 @click.pass_obj
-def scan(settings: Settings, files: tuple[str, ...], as_json: bool, first: datetime | None, last: datetime | None, blocklist_out: Path | None, fmt: str | None, geoip_db: Path | None, asn_db: Path | None, tor_exits: Path | None) -> None:
+def scan(settings: Settings, files: tuple[str, ...], as_json: bool, first: datetime | None, last: datetime | None, blocklist_out: Path | None, fmt: str | None, html_out: Path | None, geoip_db: Path | None, asn_db: Path | None, tor_exits: Path | None) -> None:
     """Run every stage in this process over FILES (no Kafka, no Redis)."""
     from pipeline import report as reports
     from pipeline.scan import scan as run
 
-    settings = _override(settings, detect__format=fmt, enrich__geoip_db=geoip_db, enrich__asn_db=asn_db, enrich__tor_exits=tor_exits)
-    result = run(files, settings)
-    _report_output(reports.build(result.store, _date(first), _date(last)), as_json)
+    settings = _override(settings, formats__default=fmt, enrich__geoip_db=geoip_db, enrich__asn_db=asn_db, enrich__tor_exits=tor_exits)
+    result = run(files, settings, fmt=fmt)
+    built = reports.build(result.store, _date(first), _date(last))
+    _report_output(built, as_json, html_out)
     if blocklist_out is not None:
         with blocklist_out.open("w") as out:
             for entry in sorted(result.blocklist.values(), key=lambda e: e.address):

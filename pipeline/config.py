@@ -30,6 +30,7 @@ from pydantic_settings import (
 )
 
 from pipeline.errors import ConfigError
+from pipeline.formats.settings import FormatSettings
 
 Level = Literal["Safe", "Low", "Moderate", "Dangerous", "Critical"]
 
@@ -81,8 +82,8 @@ class RedisSettings(_Section):
 class DetectSettings(_Section):
     group: str = "l4s-detect"
     batch_size: int = Field(default=2000, ge=1, le=100_000)
-    #: Parser registry key, or ``auto`` to choose per record.
-    format: str = "auto"
+    #: Longest wait for a batch to fill: bounds the latency a quiet topic adds.
+    max_wait_ms: int = Field(default=100, ge=1, le=10_000)
     #: Addresses or prefixes of proxies whose X-Forwarded-For is believed.
     trusted_proxies: list[str] = Field(default_factory=list)
 
@@ -217,6 +218,7 @@ class Settings(BaseSettings):
     enrich: EnrichSettings = Field(default_factory=EnrichSettings)
     blocklist: BlocklistSettings = Field(default_factory=BlocklistSettings)
     data: DataSettings = Field(default_factory=DataSettings)
+    formats: FormatSettings = Field(default_factory=FormatSettings)
     metrics_port: int | None = Field(default=None, ge=0, le=65535)
     timezone: str = "UTC"
 

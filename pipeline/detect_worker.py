@@ -9,10 +9,12 @@ is recognised downstream by event id and here by the partition's high-water mark
 
 from __future__ import annotations
 
+import bisect
 import json
 import signal
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any
 
@@ -38,13 +40,32 @@ from pipeline.kafka_io import (
     delivery_tracker,
     producer_config,
 )
-from pipeline.metrics import Metrics, field_label, scheme_label
+from pipeline.metrics import Metrics, field_label, format_label, scheme_label
 from pipeline.store import RedisStore
 
 _log = log.get("detect")
 
 #: Seconds to wait for the broker to acknowledge a batch's output.
 _FLUSH_TIMEOUT = 60.0
+
+
+@dataclass
+class _Group:
+    """A run of one partition's messages in a batch that share a declared format."""
+
+    stream: str
+    topic: str
+    partition: int
+    format: str | None
+    messages: list[Message] = field(default_factory=list)
+    values: list[bytes] = field(default_factory=list)
+
+
+def _declared_format(headers: list[tuple[str, bytes]]) -> str | None:
+    for name, value in headers:
+        if name == FORMAT_HEADER and value:
+            return value.decode("ascii", "replace")
+    return None
 
 
 class DeliveryFailed(ServiceUnavailable):
@@ -95,16 +116,21 @@ class DetectWorker:
         previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
         self.metrics.up.labels(stage="detect").set(1)
         _log.info("detect_started", topic=topic, group=self.settings.detect.group)
-        last_record = time.monotonic()
+        self._last_activity = time.monotonic()
+        wait = self.settings.detect.max_wait_ms / 1000
         try:
             while not self._stopping:
-                messages = self.consumer.consume(self.settings.detect.batch_size, timeout=0.5)
+                messages = self.consumer.consume(self.settings.detect.batch_size, timeout=wait)
                 if not messages:
-                    if self.stop_when_idle is not None and time.monotonic() - last_record > self.stop_when_idle:
-                        _log.info("detect_idle_exit", idle_seconds=self.stop_when_idle)
-                        break
+                    idle = time.monotonic() - self._last_activity
+                    if self.stop_when_idle is not None and idle > self.stop_when_idle:
+                        if self._joined and self._caught_up():
+                            _log.info("detect_idle_exit", idle_seconds=self.stop_when_idle)
+                            break
+                        # Quiet but behind (a broker restart): wait on.
+                        self._last_activity = time.monotonic()
                     continue
-                last_record = time.monotonic()
+                self._last_activity = time.monotonic()
                 self._handle(messages)
         finally:
             self.metrics.up.labels(stage="detect").set(0)
@@ -115,51 +141,77 @@ class DetectWorker:
 
     def _handle(self, messages: Sequence[Message]) -> None:
         started = time.perf_counter()
-        records = self._records(messages)
-        fresh, recounted = self._split_counted(records)
-        outcome = self.stage.process(fresh)
-        self._publish(outcome)
-        if recounted:
-            # Records redelivered after a crash: publish again (downstream drops
-            # them by event id) but never count them twice.
-            self._publish(self.stage.process(recounted))
-        self._count(outcome)
-        self._store_offsets(messages)
-        self._observe(outcome, time.perf_counter() - started)
+        groups = self._groups(messages)
+        fresh, replayed = BatchOutcome(), BatchOutcome()
+        for group in groups:
+            # Offsets at or below the partition's high-water mark were counted
+            # before a crash or rebalance: publish again (downstream drops them by
+            # event id) but never count them twice.
+            high_water = self._known_high_water(group.stream)
+            split = 0
+            if group.messages[0].offset() <= high_water:
+                offsets = [m.offset() for m in group.messages]
+                split = bisect.bisect_right(offsets, high_water)
+            if split:
+                self._process(group, 0, split, replayed)
+            if split < len(group.messages):
+                self._process(group, split, len(group.messages), fresh)
+        self._publish(fresh)
+        self._publish(replayed)
+        if replayed.by_stream:
+            self.metrics.duplicates.labels(stage="detect").inc(replayed.counts["lines"])
+        self._count(fresh)
+        self._store_offsets(groups)
+        self._observe(fresh, time.perf_counter() - started)
 
-    def _split_counted(self, records: list[RawRecord]) -> tuple[list[RawRecord], list[RawRecord]]:
-        for stream in {r.stream for r in records} - self._high_water.keys():
-            self._with_redis(lambda s=stream: self._high_water.__setitem__(s, self.store.high_water(s)))
-        fresh = [r for r in records if r.seq > self._high_water[r.stream]]
-        if len(fresh) == len(records):
-            return records, []
-        recounted = [r for r in records if r.seq <= self._high_water[r.stream]]
-        return fresh, recounted
+    def _process(self, group: _Group, start: int, end: int, out: BatchOutcome) -> None:
+        values = group.values[start:end]
+        messages = group.messages[start:end]
+        stream, fmt, topic = group.stream, group.format, group.topic
 
-    def _records(self, messages: Sequence[Message]) -> list[RawRecord]:
-        records: list[RawRecord] = []
-        for message in messages:
-            error = message.error()
-            if error is not None:
-                if error.code() == KafkaError._PARTITION_EOF:
-                    continue
-                raise KafkaException(error)
+        def make(i: int) -> RawRecord:
+            message = messages[i]
             kind, stamp = message.timestamp()
-            fmt = None
+            broker_time = stamp / 1000 if kind else None
+            return RawRecord(values[i], stream, message.offset(), broker_time, fmt, topic=topic)
+
+        last = max(out.last_seq.get(stream, -1), messages[-1].offset())
+        joined = b"\n".join(values)
+        if joined.count(b"\n") != len(values) - 1:
+            # A record holding a newline (a multi-line format): record by record.
+            self.stage.process((make(i) for i in range(len(values))), out)
+            out.last_seq[stream] = last
+            return
+        self.stage.process_block(values, make, stream, last, out, fmt=fmt, topic=topic, joined=joined)
+
+    def _known_high_water(self, stream: str) -> int:
+        if stream not in self._high_water:
+            self._with_redis(lambda: self._high_water.__setitem__(stream, self.store.high_water(stream)))
+        return self._high_water[stream]
+
+    def _groups(self, messages: Sequence[Message]) -> list[_Group]:
+        """Runs of messages of one partition and declared format, in offset order.
+
+        This loop touches every message, so it calls as few accessors as it can;
+        offsets and timestamps are read later, only for records that need them.
+        """
+        groups: list[_Group] = []
+        current: _Group | None = None
+        for message in messages:
+            if message.error() is not None:
+                if message.error().code() == KafkaError._PARTITION_EOF:
+                    continue
+                raise KafkaException(message.error())
+            partition = message.partition()
             headers = message.headers()
-            if headers:
-                for name, value in headers:
-                    if name == FORMAT_HEADER and value:
-                        fmt = value.decode("ascii", "replace")
-            record = RawRecord(
-                value=message.value() or b"",
-                stream=f"{message.topic()}/{message.partition()}",
-                seq=message.offset(),
-                broker_time=stamp / 1000 if kind else None,
-                format=fmt,
-            )
-            records.append(record)
-        return records
+            fmt = _declared_format(headers) if headers else None
+            if current is None or partition != current.partition or fmt != current.format:
+                topic = message.topic()
+                current = _Group(f"{topic}/{partition}", topic, partition, fmt)
+                groups.append(current)
+            current.messages.append(message)
+            current.values.append(message.value() or b"")
+        return groups
 
     def _publish(self, outcome: BatchOutcome) -> None:
         topics = self.settings.topics
@@ -223,6 +275,9 @@ class DetectWorker:
             _log.info("redis_recovered")
 
     _paused = False
+    _last_activity = 0.0
+    #: Set once the group has handed this worker its first assignment.
+    _joined = False
 
     def _redis_down(self, state: RetryCallState) -> None:
         # Keep the group membership alive while Redis is away: pause fetching and
@@ -237,59 +292,65 @@ class DetectWorker:
             _log.warning("redis_unavailable_retrying", attempt=state.attempt_number, error=str(exc))
         self.consumer.poll(0)
 
-    def _store_offsets(self, messages: Sequence[Message]) -> None:
+    def _store_offsets(self, groups: list[_Group]) -> None:
         latest: dict[tuple[str, int], int] = {}
-        for message in messages:
-            if message.error() is None:
-                latest[(message.topic(), message.partition())] = message.offset()
+        for group in groups:
+            key = (group.topic, group.partition)
+            latest[key] = max(latest.get(key, -1), group.messages[-1].offset())
         self.consumer.store_offsets(
             offsets=[TopicPartition(t, p, o + 1) for (t, p), o in latest.items()]
         )
 
     def _observe(self, outcome: BatchOutcome, seconds: float) -> None:
-        m = self.metrics
-        m.batch_seconds.labels(stage="detect").observe(seconds)
-        for fmt, n in outcome.formats.items():
-            m.records_parsed.labels(format=fmt).inc(n)
-        m.records_consumed.labels(stage="detect", format="all").inc(outcome.counts["lines"])
-        m.records_clean.inc(outcome.counts["prefiltered"])
-        m.timestamp_fallbacks.inc(outcome.counts["timestamp_fallbacks"])
-        for _record, exc in outcome.dead:
-            m.dead_letters.labels(stage="detect", reason=exc.reason).inc()
-        for detection in outcome.detections:
-            if not detection.malicious:
-                m.inert_attempts.inc()
-                continue
-            families = {f.family for f in detection.findings}
-            for family in families:
-                m.attacks.labels(family=family).inc()
-            for technique in detection.techniques:
-                m.detection_techniques.labels(technique=technique).inc()
-            for name in detection.fields:
-                m.detection_fields.labels(field=field_label(name)).inc()
-            for scheme in {f.scheme for f in detection.findings}:
-                m.detection_schemes.labels(scheme=scheme_label(scheme)).inc()
-            if detection.limit_hit:
-                m.detector_limits.labels(limit=detection.limit_hit).inc()
+        observe_batch(self.metrics, outcome, seconds, self.settings.formats.default)
+
+    def _caught_up(self) -> bool:
+        """True when every assigned partition is read to its end."""
+        assignment = self.consumer.assignment()
+        if not assignment:
+            return True
+        try:
+            positions = self.consumer.position(assignment)
+            # A partition taken over already drained has no position until a
+            # message arrives; its committed offset says where reading resumes.
+            committed = {
+                (tp.topic, tp.partition): tp.offset
+                for tp in self.consumer.committed(assignment, timeout=5)
+            }
+            for tp in positions:
+                low, high = self.consumer.get_watermark_offsets(tp, timeout=5)
+                position = tp.offset
+                if position < 0:
+                    position = committed.get((tp.topic, tp.partition), -1)
+                if position < 0:
+                    position = low
+                if position < high:
+                    return False
+        except KafkaException:
+            return False
+        return True
 
     def _on_stats(self, payload: str) -> None:
-        stats = json.loads(payload)
-        for topic, info in stats.get("topics", {}).items():
-            for partition, pstats in info.get("partitions", {}).items():
-                lag = pstats.get("consumer_lag", -1)
-                if partition != "-1" and lag >= 0:
-                    self.metrics.consumer_lag.labels(topic=topic, partition=partition).set(lag)
+        observe_stats(self.metrics, json.loads(payload))
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        # A rebalance is activity: a cooperative one may hand out partitions in
+        # a second step, so idleness counts from the last one.
+        self._last_activity = time.monotonic()
+        self._joined = True
         _log.info("partitions_assigned", partitions=[p.partition for p in partitions])
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         # Batches are processed between consume() calls, so every stored offset is
         # final here; commit them before another worker takes the partitions.
+        self._last_activity = time.monotonic()
         _log.info("partitions_revoked", partitions=[p.partition for p in partitions])
         for p in partitions:
             # Another worker may advance the mark while it owns the partition.
             self._high_water.pop(f"{p.topic}/{p.partition}", None)
+            # Its lag is now the new owner's to report; a stale series here would
+            # double it in sums over workers.
+            self.metrics.forget_lag(p.topic, p.partition)
         try:
             consumer.commit(asynchronous=False)
         except KafkaException as exc:
@@ -310,4 +371,52 @@ class DetectWorker:
         self.consumer.close()
         _log.info("detect_stopped")
 
+
+def observe_batch(
+    metrics: Metrics, outcome: BatchOutcome, seconds: float, declared: str = "auto"
+) -> None:
+    """Count one processed batch: records by format, dead letters, detections.
+
+    ``declared`` is the configured input format; a record's own ``l4s-format``
+    header overrides it. Every label value is folded into a fixed vocabulary.
+    """
+    m = metrics
+    m.batch_seconds.labels(stage="detect").observe(seconds)
+    m.records_consumed.labels(stage="detect", format="all").inc(outcome.counts["lines"])
+    for fmt, n in outcome.formats.items():
+        m.records_parsed.labels(format=format_label(fmt)).inc(n)
+    m.records_clean.inc(outcome.counts["prefiltered"])
+    m.timestamp_fallbacks.inc(outcome.counts["timestamp_fallbacks"])
+    for record, exc in outcome.dead:
+        m.dead_letters.labels(stage="detect", reason=exc.reason).inc()
+        fmt = format_label(record.format or declared)
+        m.dead_letter_formats.labels(stage="detect", format=fmt).inc()
+    for detection in outcome.detections:
+        if not detection.malicious:
+            m.inert_attempts.inc()
+            continue
+        families = {f.family for f in detection.findings}
+        for family in families:
+            m.attacks.labels(family=family).inc()
+        for technique in detection.techniques:
+            m.detection_techniques.labels(technique=technique).inc()
+        for name in detection.fields:
+            m.detection_fields.labels(field=field_label(name)).inc()
+        for scheme in {f.scheme for f in detection.findings}:
+            m.detection_schemes.labels(scheme=scheme_label(scheme)).inc()
+        if detection.limit_hit:
+            m.detector_limits.labels(limit=detection.limit_hit).inc()
+
+
+def observe_stats(metrics: Metrics, stats: dict[str, Any]) -> None:
+    """Consumer lag per assigned partition from one librdkafka statistics document."""
+    for topic, info in stats.get("topics", {}).items():
+        for partition, pstats in info.get("partitions", {}).items():
+            if partition == "-1":
+                continue
+            lag = pstats.get("consumer_lag", -1)
+            # librdkafka keeps stats for partitions it no longer fetches; only
+            # an assigned, fetching partition has a meaningful lag.
+            if lag >= 0 and pstats.get("fetch_state") in (None, "active"):
+                metrics.consumer_lag.labels(topic=topic, partition=partition).set(lag)
 

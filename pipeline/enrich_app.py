@@ -16,6 +16,7 @@ import signal
 import tempfile
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -30,16 +31,24 @@ from tenacity import (
 )
 
 from pipeline import events, log
+from pipeline.blocklist import LEVELS, BlocklistEntry, level_at_least
 from pipeline.blocklist_app import BlocklistPublisher
 from pipeline.config import Settings
 from pipeline.ecs import event_document
 from pipeline.enrich_stage import EnrichStage, Handled
 from pipeline.errors import PoisonRecord
+from pipeline.ledger import Slot
 from pipeline.metrics import Metrics
 from pipeline.store import RedisStore
+from pipeline.summary import refresh_summary
 
 _log = log.get("enrich")
 T = TypeVar("T")
+
+#: Seconds between refreshes of data ages, cache, lag and blocklist gauges.
+_GAUGE_INTERVAL = 10.0
+#: Seconds between summaries of the serving view (a few Redis round trips).
+_SUMMARY_INTERVAL = 30.0
 
 
 class EnrichWorker:
@@ -66,6 +75,8 @@ class EnrichWorker:
         self.stop_when_idle = stop_when_idle
         self._last_activity = time.monotonic()
         self._redis_down = False
+        self._cache_seen = [0, 0]
+        self._lag_partitions: set[int] = set()
         self.app = self._build()
 
     def _build(self) -> faust.App:
@@ -94,6 +105,7 @@ class EnrichWorker:
         # expired and withdrawn by the publisher's timer. Recovered from changelogs.
         self.publisher = BlocklistPublisher(app, s, self.stage.policy, self.metrics)
         self.sources = self.publisher.sources.table
+        self._slot_decoder = msgspec.json.Decoder(Slot[BlocklistEntry])
 
         @app.agent(detections, name="l4s-enrich")
         async def enrich(stream: faust.StreamT[bytes]) -> None:
@@ -104,11 +116,21 @@ class EnrichWorker:
         async def idle_check() -> None:
             await self._maybe_stop(app)
 
+        @app.timer(_GAUGE_INTERVAL)  # type: ignore[untyped-decorator]
+        async def gauge_timer() -> None:
+            await self._refresh_gauges(app)
+
+        @app.timer(_SUMMARY_INTERVAL)  # type: ignore[untyped-decorator]
+        async def summary_timer() -> None:
+            await self._refresh_summary()
+
         return app
 
     async def _on_event(self, event: faust.EventT[bytes]) -> None:
         self._last_activity = time.monotonic()
+        started = time.perf_counter()
         value = event.value or b""
+        self.metrics.records_consumed.labels(stage="enrich", format="detection").inc()
         try:
             detection = events.decode_detection(value)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
@@ -123,6 +145,8 @@ class EnrichWorker:
             return
         await self._emit(handled, event.message.partition)
         self._observe(handled)
+        elapsed = time.perf_counter() - started
+        self.metrics.batch_seconds.labels(stage="enrich").observe(elapsed)
 
     async def _emit(self, handled: Handled, partition: int) -> None:
         ip = handled.enriched.detection.source_ip
@@ -177,11 +201,68 @@ class EnrichWorker:
             _log.warning("redis_unavailable_retrying", attempt=state.attempt_number, error=str(exc))
 
     def _observe(self, handled: Handled) -> None:
-        if handled.rating is not None:
-            self.metrics.threat_decisions.labels(level=handled.rating.level).inc()
+        observe_handled(self.metrics, handled, self.settings.blocklist.min_level)
         received = handled.enriched.detection.received
         if received is not None:
             self.metrics.end_to_end_seconds.observe(max(time.time() - received, 0.0))
+
+    async def _refresh_gauges(self, app: faust.App) -> None:
+        observe_data(self.metrics, self.stage, self._cache_seen)
+        await self._observe_lag(app)
+        self._observe_blocklist()
+
+    async def _observe_lag(self, app: faust.App) -> None:
+        # aiokafka has no statistics callback: lag is the fetched high-water mark
+        # minus the position, per assigned partition of the detections topic.
+        if app.rebalancing:
+            return
+        topic = self.settings.topics.detections
+        consumer = app.consumer
+        owned = {tp for tp in consumer.assignment() if tp.topic == topic}
+        for tp in owned:
+            highwater = consumer.highwater(tp)
+            position = await consumer.position(tp)
+            if highwater is not None and position is not None:
+                gauge = self.metrics.consumer_lag
+                lag = gauge.labels(topic=topic, partition=str(tp.partition))
+                lag.set(max(highwater - position, 0))
+        gone = self._lag_partitions - {tp.partition for tp in owned}
+        for partition in gone:
+            self.metrics.forget_lag(topic, partition)
+        self._lag_partitions = {tp.partition for tp in owned}
+
+    def _observe_blocklist(self) -> None:
+        # XXX(#7): counts the decisions in this worker's table, which after a
+        # rebalance can still hold keys of partitions it lost until the next
+        # recovery prunes them; the sum over workers may then over-count briefly.
+        # The follower's materialised set is the exact figure once it exports one.
+        now = time.time()
+        levels = dict.fromkeys(LEVELS, 0)
+        for value in list(self.sources.values()):
+            if value is None:
+                continue
+            try:
+                slot = self._slot_decoder.decode(value)
+            except (msgspec.DecodeError, msgspec.ValidationError):
+                continue
+            entry = slot.entry
+            live = (
+                slot.status == "published"
+                and entry.action == "block"
+                and _epoch(entry.expires_at) > now
+            )
+            if live and entry.level in levels:
+                levels[entry.level] += 1
+        for level, count in levels.items():
+            self.metrics.blocklist_entries.labels(level=level).set(count)
+
+    async def _refresh_summary(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.run_in_executor(None, refresh_summary, self.metrics, self.store)
+        except redis.RedisError as exc:
+            # A summary is for dashboards; the next tick tries again.
+            _log.warning("summary_refresh_failed", error=str(exc))
 
     async def _maybe_stop(self, app: faust.App) -> None:
         if self.stop_when_idle is None or app.rebalancing:
@@ -223,3 +304,51 @@ class EnrichWorker:
             self.metrics.up.labels(stage="enrich").set(0)
             _log.info("enrich_stopped")
         return 0
+
+
+def observe_handled(metrics: Metrics, handled: Handled, min_level: str) -> None:
+    """Count one enriched detection: lookups, rating, policy suppressions."""
+    enriched = handled.enriched
+    geo = enriched.geo
+    lookups = metrics.enrich_lookups
+    if enriched.detection.source_ip:
+        if geo.special is not None:
+            lookups.labels(source="geo", result="special").inc()
+        else:
+            lookups.labels(source="geo", result=_found(geo.country_iso)).inc()
+            lookups.labels(source="asn", result=_found(geo.asn)).inc()
+            tor = "exit" if enriched.tor else "not_exit"
+            lookups.labels(source="tor", result=tor).inc()
+    rating = handled.rating
+    if rating is None:
+        return
+    metrics.threat_decisions.labels(level=rating.level).inc()
+    blockable = level_at_least(rating.level, min_level)
+    if handled.entry is None and geo.special is not None and blockable:
+        # Rated high enough to block, but a special-purpose range never is.
+        metrics.blocklist_suppressed.labels(reason="special_range").inc()
+
+
+def _found(value: object) -> str:
+    return "not_found" if value is None else "found"
+
+
+def observe_data(metrics: Metrics, stage: EnrichStage, seen: list[int]) -> None:
+    """Data-file ages and the geo cache counters since the last call.
+
+    ``seen`` holds the cache's hit and miss counts at the previous call.
+    """
+    for source, age in stage.geo.ages().items():
+        metrics.data_age.labels(source=source).set(age)
+    if stage.tor is not None:
+        metrics.data_age.labels(source="tor").set(stage.tor.age_seconds())
+    hits, misses = stage.geo.hits, stage.geo.misses
+    cache = metrics.enrich_cache
+    cache.labels(cache="geo", result="hit").inc(max(hits - seen[0], 0))
+    cache.labels(cache="geo", result="miss").inc(max(misses - seen[1], 0))
+    seen[:] = [hits, misses]
+
+
+def _epoch(stamp: str) -> float:
+    parsed = datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    return parsed.timestamp()

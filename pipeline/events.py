@@ -22,7 +22,16 @@ EXTRA_FIELD_PREFIX = "log.extra."
 
 # Headers whose value already has its own ECS field; scanning them twice would
 # count one payload as two findings.
-_HEADERS_WITH_OWN_FIELD = {"user-agent": FIELD_USER_AGENT, "referer": FIELD_REFERRER}
+_HEADERS_WITH_OWN_FIELD = {
+    "user-agent": "user_agent",
+    "referer": "referer",
+    "host": "host",
+}
+_FIELD_OF_ATTRIBUTE = {
+    "user_agent": FIELD_USER_AGENT,
+    "referer": FIELD_REFERRER,
+    "host": FIELD_HOST,
+}
 
 TimestampSource = Literal["log", "broker", "ingest"]
 
@@ -40,6 +49,8 @@ class HttpRequest(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True)
         forwarded_for: X-Forwarded-For / Forwarded chain, left to right.
         headers: request headers as ``(lower-case name, value)`` pairs in log order.
         extra: other text fields as ``(name, value)`` pairs.
+        ecs_fields: other attacker-reachable fields that have an ECS name, as
+            ``(ECS name, value)`` pairs (``user.name``, ``tls.client.server_name``).
 
     Example:
         >>> HttpRequest(format="combined", uri="/", user_agent="curl/8").uri
@@ -64,6 +75,8 @@ class HttpRequest(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True)
     #: Unnamed or format-specific text fields (extra quoted fields of an access
     #: log), scanned as ``log.extra.<name>``.
     extra: tuple[tuple[str, str], ...] = ()
+    #: Other attacker-reachable fields under their own ECS names.
+    ecs_fields: tuple[tuple[str, str], ...] = ()
 
     def fields(self) -> Iterator[tuple[str, str]]:
         """Yield ``(ECS field name, value)`` for every attacker-reachable field."""
@@ -81,14 +94,14 @@ class HttpRequest(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True)
             own = _HEADERS_WITH_OWN_FIELD.get(header)
             if own is None:
                 yield HEADER_FIELD_PREFIX + header, value
-            elif not self._has_field(own):
-                yield own, value
+            elif not getattr(self, own):
+                yield _FIELD_OF_ATTRIBUTE[own], value
+        for name, value in self.ecs_fields:
+            if value:
+                yield name, value
         for name, value in self.extra:
             if value:
                 yield EXTRA_FIELD_PREFIX + name, value
-
-    def _has_field(self, name: str) -> bool:
-        return bool(self.user_agent if name == FIELD_USER_AGENT else self.referer)
 
 
 class Finding(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):

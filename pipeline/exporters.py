@@ -118,6 +118,10 @@ class Listing:
 
 
 def _plain(listing: Listing) -> str:
+    if listing.egress_only:
+        # Names too: a DNS firewall (RPZ, a resolver blocklist) takes them.
+        hosts = [g.host for g in listing.egress if g.enforce]
+        return "".join(f"{host}\n" for host in hosts)
     return "".join(f"{address}\n" for address, _ in listing.firewall())
 
 

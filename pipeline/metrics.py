@@ -1,11 +1,17 @@
 """Every Prometheus metric l4s exports, built against one injected registry.
 
 Labels stay low-cardinality: stage, format, reason, technique, level. Never an
-address, and attacker-chosen strings (header names, schemes) are folded into a
-fixed vocabulary before they become label values.
+address, and attacker-chosen strings (header names, schemes, declared formats)
+are folded into a fixed vocabulary before they become label values.
+
+The ``l4s_store_*`` gauges are a bounded summary of the Redis serving view
+(unique sources, top countries and organisations, levels, Tor), refreshed by the
+enrich worker; see :mod:`pipeline.summary`.
 """
 
 from __future__ import annotations
+
+import contextlib
 
 from prometheus_client import (
     CollectorRegistry,
@@ -14,6 +20,8 @@ from prometheus_client import (
     Histogram,
     start_http_server,
 )
+
+from pipeline.formats import REGISTRY
 
 _LATENCY_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 
@@ -48,6 +56,17 @@ def field_label(field: str) -> str:
     if field in KNOWN_FIELDS:
         return field
     return "http.request.headers.other" if field.startswith("http.request.headers.") else "other"
+
+
+def format_label(name: str | None) -> str:
+    """Fold a log-format name (config, a producer's header) into registry keys.
+
+    ``auto`` stays ``auto`` (decided per record); anything not registered is
+    ``unknown``, so a producer's header cannot mint label values.
+    """
+    if name is None or name == "auto":
+        return "auto"
+    return name if name in REGISTRY else "unknown"
 
 
 def scheme_label(scheme: str) -> str:
@@ -140,29 +159,28 @@ class Metrics:
             ["topic"],
             registry=r,
         )
-        self.blocklist_breaker_open = Gauge(
-            "l4s_blocklist_breaker_open",
-            "1 while the breaker pauses new entries (alert on it)",
-            ["topic"],
-            registry=r,
-        )
         self.blocklist_breaker_trips = Counter(
-            "l4s_blocklist_breaker_trips", "Times the breaker opened", ["topic"], registry=r
-        )
-        self.blocklist_live = Gauge(
-            "l4s_blocklist_live",
-            "Records this worker keeps published, by topic",
+            "l4s_blocklist_breaker_trips",
+            "Times the breaker opened",
             ["topic"],
             registry=r,
         )
         self.egress_records = Counter(
-            "l4s_egress_records", "Egress records published", ["kind"], registry=r
+            "l4s_egress_records",
+            "Egress records published",
+            ["kind"],
+            registry=r,
         )
         self.follower_entries = Gauge(
-            "l4s_follower_entries", "Entries a blocklist follower holds, by list", ["list"], registry=r
+            "l4s_follower_entries",
+            "Entries a blocklist follower holds, by list",
+            ["list"],
+            registry=r,
         )
         self.follower_caught_up = Gauge(
-            "l4s_follower_caught_up", "1 once the follower read the topic to its end", registry=r
+            "l4s_follower_caught_up",
+            "1 once the follower read the topic to its end",
+            registry=r,
         )
         self.follower_applies = Counter(
             "l4s_follower_applies",
@@ -171,7 +189,10 @@ class Metrics:
             registry=r,
         )
         self.feed_requests = Counter(
-            "l4s_feed_requests", "HTTP feed requests, by path and status", ["path", "code"], registry=r
+            "l4s_feed_requests",
+            "HTTP feed requests, by path and status",
+            ["path", "code"],
+            registry=r,
         )
         self.sink_errors = Counter(
             "l4s_sink_errors", "Failed writes to a sink, retried", ["sink"], registry=r
@@ -190,6 +211,102 @@ class Metrics:
             registry=r,
         )
         self.up = Gauge("l4s_worker_up", "1 while the worker loop runs", ["stage"], registry=r)
+        self._observability(r)
+
+    def _observability(self, r: CollectorRegistry) -> None:
+        # Families the dashboard and the alert rules read beyond the stage counters.
+        self.dead_letter_formats = Counter(
+            "l4s_records_dead_lettered_by_format",
+            "Records sent to the dead-letter topic, by the format they were read as",
+            ["stage", "format"],
+            registry=r,
+        )
+        self.enrich_cache = Counter(
+            "l4s_enrich_cache_lookups",
+            "Geo/ASN cache lookups by result (hit ratio: hit / all)",
+            ["cache", "result"],
+            registry=r,
+        )
+        self.blocklist_breaker_open = Gauge(
+            "l4s_blocklist_breaker_open",
+            "1 while the blocklist circuit breaker holds publishing back",
+            registry=r,
+        )
+        self.blocklist_entries = Gauge(
+            "l4s_blocklist_entries",
+            "Live blocklist entries this worker owns, by level (sum over workers)",
+            ["level"],
+            registry=r,
+        )
+        self.store_unique_sources = Gauge(
+            "l4s_store_unique_sources",
+            "Unique attacking sources in the serving view, by window of event days",
+            ["window"],
+            registry=r,
+        )
+        self.store_attacks = Gauge(
+            "l4s_store_attacks",
+            "Attacks in the serving view, by window of event days",
+            ["window"],
+            registry=r,
+        )
+        self.store_recurring_sources = Gauge(
+            "l4s_store_recurring_sources",
+            "Sources of the summary window that attacked on two days or more",
+            registry=r,
+        )
+        self.store_tor_sources = Gauge(
+            "l4s_store_tor_sources",
+            "Tor exit sources of the summary window",
+            registry=r,
+        )
+        self.store_level_sources = Gauge(
+            "l4s_store_level_sources",
+            "Sources of the summary window by current threat level",
+            ["level"],
+            registry=r,
+        )
+        self.store_kind_sources = Gauge(
+            "l4s_store_kind_sources",
+            "Sources of the summary window by network kind (research apart)",
+            ["kind"],
+            registry=r,
+        )
+        self.store_country_sources = Gauge(
+            "l4s_store_country_sources",
+            "Sources of the summary window per country, top N only",
+            ["country"],
+            registry=r,
+        )
+        self.store_org_sources = Gauge(
+            "l4s_store_org_sources",
+            "Sources of the summary window per AS organisation, top N only",
+            ["asn", "org"],
+            registry=r,
+        )
+        self.store_summary_time = Gauge(
+            "l4s_store_summary_timestamp_seconds",
+            "When the serving-view summary was last computed",
+            registry=r,
+        )
+
+    def forget_lag(self, topic: str, partition: int) -> None:
+        """Drop the lag series of a partition this worker no longer owns."""
+        with contextlib.suppress(KeyError):
+            self.consumer_lag.remove(topic, str(partition))
+
+    def names(self) -> set[str]:
+        """Every sample name the registry can expose (``_total``, ``_bucket``...)."""
+        suffixes = {
+            "counter": ("_total", "_created"),
+            "histogram": ("_bucket", "_sum", "_count", "_created"),
+        }
+        names: set[str] = set()
+        for family in self.registry.collect():
+            for suffix in suffixes.get(family.type, ("",)):
+                names.add(family.name + suffix)
+
+        return names
 
 
 def serve(metrics: Metrics, port: int | None, addr: str = "0.0.0.0") -> None:  # noqa: S104

@@ -9,17 +9,19 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from itertools import islice
+from typing import BinaryIO
 
 from pipeline.aggregate import aggregate
 from pipeline.blocklist import BlocklistEntry
 from pipeline.config import Settings
-from pipeline.detect_stage import DetectStage, RawRecord
+from pipeline.detect_stage import BatchOutcome, DetectStage, RawRecord
 from pipeline.enrich_stage import EnrichStage, Handled
-from pipeline.sources import lines, open_log
+from pipeline.formats.base import MAX_RECORD_BYTES
+from pipeline.sources import open_log
 from pipeline.store import MemoryStore
 
-_BATCH = 10_000
+#: Bytes read at a time; lines are handed to the detect stage a block at a time.
+_CHUNK = 4 << 20
 
 
 @dataclass
@@ -30,7 +32,9 @@ class ScanResult:
     handled: list[Handled] = field(default_factory=list)
 
 
-def scan(paths: Iterable[str], settings: Settings, keep_events: bool = False) -> ScanResult:
+def scan(
+    paths: Iterable[str], settings: Settings, keep_events: bool = False, fmt: str | None = None
+) -> ScanResult:
     """Run detect and enrich over ``paths`` (``-`` for stdin)."""
     detect = DetectStage(settings)
     enrich = EnrichStage.from_settings(settings)
@@ -38,20 +42,19 @@ def scan(paths: Iterable[str], settings: Settings, keep_events: bool = False) ->
     for path in paths:
         stream = "stdin" if path == "-" else path
         with open_log(path) as handle:
-            for batch in _batches(lines(handle)):
-                records = [RawRecord(value, stream, number, sep=":") for number, value in batch]
-                outcome = detect.process(records)
-                result.store.add_line_counts(stream, records[-1].seq, outcome.line_counts(stream))
-                for detection in outcome.detections:
-                    handled = enrich.handle(detection, result.store)
-                    if keep_events:
-                        result.handled.append(handled)
-                    if handled.entry is not None:
-                        result.blocklist[handled.entry.address] = handled.entry
-                    elif handled.rating is not None:
-                        # Withheld now (allowlist, research policy): the
-                        # streaming worker tombstones it, so scan drops it too.
-                        result.blocklist.pop(detection.source_ip, None)
+            for first, values, joined in blocks(handle):
+                last = first + len(values) - 1
+
+                def make(
+                    i: int, values: list[bytes] = values, first: int = first, stream: str = stream
+                ) -> RawRecord:
+                    return RawRecord(values[i], stream, first + i, sep=":")
+
+                outcome = detect.process_block(
+                    values, make, stream, last, fmt=fmt, joined=joined, skip_blank=True
+                )
+                result.store.add_line_counts(stream, last, outcome.line_counts(stream))
+                _enrich(outcome, enrich, result, keep_events)
     # Prefixes are decided over the final entries, as the streaming worker ends up.
     # XXX(#5): scan does not compute the egress list; callback hosts come only from
     # the streaming worker's egress topic; scan --blocklist writes source entries.
@@ -59,6 +62,55 @@ def scan(paths: Iterable[str], settings: Settings, keep_events: bool = False) ->
     return result
 
 
-def _batches(items: Iterator[tuple[int, bytes]]) -> Iterator[list[tuple[int, bytes]]]:
-    while batch := list(islice(items, _BATCH)):
-        yield batch
+def _enrich(outcome: BatchOutcome, enrich: EnrichStage, result: ScanResult, keep: bool) -> None:
+    for detection in outcome.detections:
+        handled = enrich.handle(detection, result.store)
+        if keep:
+            result.handled.append(handled)
+        if handled.entry is not None:
+            result.blocklist[handled.entry.address] = handled.entry
+        elif handled.rating is not None:
+            # Withheld now (allowlist, research policy): the streaming worker
+            # tombstones it, so scan drops it too.
+            result.blocklist.pop(detection.source_ip, None)
+
+
+def blocks(handle: BinaryIO, chunk: int = _CHUNK) -> Iterator[tuple[int, list[bytes], bytes]]:
+    """``(first line number, lines, the lines joined)`` for successive blocks of a file.
+
+    A line longer than the record limit is cut just past the limit (so the parser
+    reports it as too large) and the rest of it is skipped: memory stays bounded
+    whatever the file holds.
+    """
+    number = 1
+    rest = b""
+    skipping = False
+    while True:
+        data = handle.read(chunk)
+        if not data:
+            if rest and not skipping:
+                yield number, [rest], rest
+            return
+        data = rest + data
+        cut = data.rfind(b"\n")
+        if cut < 0:
+            if skipping:
+                rest = b""
+            elif len(data) > MAX_RECORD_BYTES:
+                yield number, [data[: MAX_RECORD_BYTES + 1]], data[: MAX_RECORD_BYTES + 1]
+                number += 1
+                skipping, rest = True, b""
+            else:
+                rest = data
+            continue
+        block, rest = data[:cut], data[cut + 1 :]
+        if skipping:
+            # The tail of an oversized line: drop it up to its newline.
+            newline = block.find(b"\n")
+            skipping = False
+            if newline < 0:
+                continue
+            block = block[newline + 1 :]
+        values = block.split(b"\n")
+        yield number, values, block
+        number += len(values)

@@ -8,66 +8,78 @@ the bytes the client sent.
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime, timedelta, timezone
-from typing import ClassVar
 
 from pipeline.errors import PoisonRecord
 from pipeline.events import HttpRequest
-from pipeline.formats.base import check_size, text, valid_ip
+from pipeline.formats.base import (
+    BaseParser,
+    check_size,
+    make_request,
+    optional,
+    split_forwarded_for,
+    split_request,
+    text,
+    to_int,
+    valid_ip,
+)
+from pipeline.formats.settings import FormatSettings
+from pipeline.formats.times import Clock
 
-_QUOTED = r'"((?:[^"\\]|\\.)*)"'
+QUOTED = rb'"([^"\\]*(?:\\.[^"\\]*)*)"'
+_QUOTED_NC = rb'"[^"\\]*(?:\\.[^"\\]*)*"'
 _LINE = re.compile(
-    rb"(\S+) (\S+) (\S+) \[([^\]]{1,64})\] " + _QUOTED.encode() + rb" (\d{3}|-) (\d+|-)"
-    rb"(?: " + _QUOTED.encode() + rb" " + _QUOTED.encode() + rb")?(.*)",
+    rb"(\S+) (\S+) (\S+) \[([^\]]{1,64})\] " + QUOTED + rb" (\d{3}|-) (\d+|-)"
+    rb"(?: "
+    + QUOTED
+    + rb" "
+    + QUOTED
+    + rb")?((?: +(?:"
+    + _QUOTED_NC
+    + rb"|[^\s\"]+))*) *",
     re.DOTALL,
 )
-_EXTRA = re.compile(_QUOTED.encode() + rb"|(\S+)")
-_ESCAPE = re.compile(rb"\\(x[0-9a-fA-F]{2}|.)", re.DOTALL)
-_SHAPE = re.compile(rb"\S+ \S+ \S+ \[[^\]]{1,64}\] \"")
-_MONTHS = {
-    m: i
-    for i, m in enumerate(
-        ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"), 1
-    )
-}
-_SIMPLE_ESCAPES = {b"n": b"\n", b"t": b"\t", b"r": b"\r"}
+_Q_LINE = rb'"[^"\\\n]*(?:\\[^\n][^"\\\n]*)*"'
+#: The same structure as ``_LINE``, confined to one line (no newline anywhere),
+#: so the detect stage can test a whole block of lines in one regex pass.
+LINE_SHAPE = re.compile(
+    rb"[^\s]+ [^\s]+ [^\s]+ \[[^\]\n]{1,64}\] " + _Q_LINE + rb" (?:\d{3}|-) (?:\d+|-)"
+    rb"(?: " + _Q_LINE + rb" " + _Q_LINE + rb")?(?: +(?:" + _Q_LINE + rb'|[^\s"]+))* *\r?$',
+    re.MULTILINE,
+)
+_EXTRA = re.compile(QUOTED + rb"|(\S+)")
+_ESCAPE = re.compile(rb"\\(x[0-9a-fA-F]{2}|u[0-9a-fA-F]{4}|.)", re.DOTALL)
+_SIMPLE_ESCAPES = {b"n": b"\n", b"t": b"\t", b"r": b"\r", b"b": b"\b", b"f": b"\f"}
 
 
-def _unescape(value: bytes) -> str:
+def _one_escape(match: re.Match[bytes]) -> bytes:
+    code = match.group(1)
+    if code[:1] == b"x" and len(code) == 3:
+        return bytes((int(code[1:], 16),))
+    if code[:1] == b"u" and len(code) == 5:
+        return chr(int(code[1:], 16)).encode("utf-8", "replace")
+    return _SIMPLE_ESCAPES.get(code, code)
+
+
+def unescape(value: bytes) -> str:
+    """Undo access-log escapes: ``\\xHH`` (nginx, Apache), ``\\"``, ``\\\\``,
+    ``\\n``-style and JSON ``\\uXXXX`` (nginx ``escape=json``)."""
     if b"\\" not in value:
         return text(value)
-
-    def one(match: re.Match[bytes]) -> bytes:
-        code = match.group(1)
-        if code[:1] == b"x" and len(code) == 3:
-            return bytes((int(code[1:], 16),))
-        return _SIMPLE_ESCAPES.get(code, code)
-
-    return text(_ESCAPE.sub(one, value))
+    return text(_ESCAPE.sub(_one_escape, value))
 
 
-def parse_clf_time(value: str) -> float:
-    """Epoch seconds from ``10/Oct/2000:13:55:36 -0700``."""
-    try:
-        day, month, rest = value.split("/", 2)
-        year, hh, mm, ss_zone = rest.split(":", 3)
-        ss, _, zone = ss_zone.partition(" ")
-        offset = timedelta(0)
-        if zone:
-            sign = -1 if zone[0] == "-" else 1
-            offset = sign * timedelta(hours=int(zone[1:3]), minutes=int(zone[3:5]))
-        moment = datetime(
-            int(year), _MONTHS[month], int(day), int(hh), int(mm), int(ss), tzinfo=timezone(offset)
-        )
-    except (ValueError, KeyError, IndexError) as exc:
-        raise PoisonRecord("bad_timestamp", f"unreadable access-log time: {exc}") from None
-    return moment.astimezone(UTC).timestamp()
+def parse_clf_time(value: str) -> float | None:
+    """Epoch seconds from ``10/Oct/2000:13:55:36 -0700``, with the default policy."""
+    return Clock(FormatSettings()).clf(value)
 
 
-class CombinedParser:
+class CombinedParser(BaseParser):
     """Common and combined log format, with any extra fields after them.
 
-    Extra quoted or bare fields after the user agent are kept as
+    Covers Apache ``common``/``combined``, nginx ``combined`` and ``main`` (which
+    adds ``"$http_x_forwarded_for"``), Traefik's CLF, and other combined-plus-extra
+    layouts. The first extra field (nginx ``main``'s) is taken as the
+    X-Forwarded-For chain when every hop in it is an address; extras are kept as
     ``log.extra.1``, ``log.extra.2``... so payloads in them are still scanned.
 
     Example:
@@ -77,52 +89,45 @@ class CombinedParser:
         ('203.0.113.9', 'curl/8', 200)
     """
 
-    name: ClassVar[str] = "combined"
+    name = "combined"
+    line_shape = LINE_SHAPE
 
     def looks_like(self, raw: bytes) -> bool:
-        return _SHAPE.match(raw) is not None
+        return len(raw) <= 1 << 20 and _LINE.fullmatch(raw.rstrip(b"\r\n")) is not None
 
-    def parse(self, raw: bytes) -> HttpRequest:
+    def parse(self, raw: bytes) -> HttpRequest | None:
         check_size(raw)
-        match = _LINE.fullmatch(raw.rstrip(b"\r\n"))
+        line = raw.rstrip(b"\r\n")
+        match = _LINE.fullmatch(line)
         if match is None:
-            raise PoisonRecord("not_access_log", "line does not match common/combined format")
-        host, _ident, _user, when, request, status, size, referer, agent, rest = match.groups()
-        request_text = _unescape(request)
-        method, uri, protocol = _split_request(request_text)
-        address = host.decode("ascii", "replace")
-        extra = tuple(
-            (str(i), _unescape(m.group(1) if m.group(1) is not None else m.group(2)))
-            for i, m in enumerate(_EXTRA.finditer(rest.strip()), 1)
+            if _LINE.fullmatch(line + b'"') is not None:
+                raise PoisonRecord("truncated", "line ends inside a quoted field")
+            raise PoisonRecord(
+                "not_access_log", "line does not match common/combined format"
+            )
+        host, _ident, user, when, request, status, size, referer, agent, rest = (
+            match.groups()
         )
-        return HttpRequest(
-            format=self.name,
-            timestamp=parse_clf_time(when.decode("ascii", "replace")),
-            client_ip=valid_ip(address),
-            peer_ip=valid_ip(address),
+        method, uri, protocol = split_request(unescape(request))
+        extra = [
+            unescape(m.group(1) if m.group(1) is not None else m.group(2))
+            for m in _EXTRA.finditer(rest.strip())
+        ]
+        chain = split_forwarded_for(extra[0]) if extra and extra[0] != "-" else []
+        if not chain or any(valid_ip(hop) is None for hop in chain):
+            chain = []
+        return make_request(
+            self.name,
+            timestamp=self.clock.clf(when),
+            peer=text(host),
+            forwarded_for=chain,
             method=method,
             uri=uri,
             protocol=protocol,
-            user_agent=_optional(agent),
-            referer=_optional(referer),
-            status=int(status) if status != b"-" else None,
-            bytes_sent=int(size) if size != b"-" else None,
-            extra=tuple((k, v) for k, v in extra if v and v != "-"),
+            user_agent=optional(unescape(agent)) if agent is not None else None,
+            referer=optional(unescape(referer)) if referer is not None else None,
+            status=to_int(text(status), "status"),
+            bytes_sent=to_int(text(size), "bytes"),
+            extra=[(str(i), value) for i, value in enumerate(extra, 1)],
+            ecs_fields=[("user.name", unescape(user))],
         )
-
-
-def _optional(value: bytes | None) -> str | None:
-    if value is None or value in (b"", b"-"):
-        return None
-    return _unescape(value)
-
-
-def _split_request(request: str) -> tuple[str | None, str | None, str | None]:
-    # Garbage request lines (TLS on a plain port, scanners) are valid log lines:
-    # keep the whole string as the URI so it is still scanned.
-    parts = request.split(" ")
-    if len(parts) == 3 and parts[0].isalpha():
-        return parts[0], parts[1], parts[2]
-    if len(parts) == 2 and parts[0].isalpha():
-        return parts[0], parts[1], None
-    return None, (request if request and request != "-" else None), None

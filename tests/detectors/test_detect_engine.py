@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import socket
+from pathlib import Path
+
 import pytest
 
 from detectors import (
@@ -193,3 +197,19 @@ def test_find_candidates_returns_the_indices_the_per_record_prefilter_accepts() 
 
     assert found == [1, 3, 4]
     assert found == [i for i, line in enumerate(lines) if may_contain_lookup(line)]
+
+
+def test_engine_opens_no_socket_and_resolves_no_name(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the engine touched the network")
+
+    for name in ("socket", "create_connection", "getaddrinfo", "gethostbyname"):
+        monkeypatch.setattr(socket, name, refuse)
+    corpus = Path(__file__).resolve().parents[1] / "data" / "payloads.jsonl"
+    cases = [json.loads(line) for line in corpus.read_text("utf-8").splitlines()]
+
+    flagged = [analyze(case["value"], case["field"]).malicious for case in cases]
+
+    assert sum(flagged) > 70

@@ -66,7 +66,8 @@ def test_streaming_counts_and_blocklist_equal_scan(namespace: Namespace, tmp_pat
 
     assert streamed == scanned
     assert streamed["lines"] == 10_021
-    assert streamed["dead_letters"] == 0
+    # Line 8,899 of the real Apache log is cut inside its User-Agent.
+    assert streamed["dead_letters"] == 1
     assert streamed["attacks"] >= 20
     scan_entries = {e["address"]: e for e in map(json.loads, scan_blocklist.read_text().splitlines())}
     assert scan_entries, "the demo sample has sources rated high enough to block"

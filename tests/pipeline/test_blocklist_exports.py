@@ -176,9 +176,12 @@ def test_stix_bundle_has_an_indicator_per_address_and_per_callback_host() -> Non
     assert document == EXPORTERS["stix"](listing()), "identifiers are deterministic"
 
 
-def test_egress_firewall_formats_take_addresses_and_say_names_were_left_out() -> None:
+def test_egress_plain_lists_names_and_firewall_sets_take_addresses() -> None:
     chosen = listing(egress_only=True)
-    assert EXPORTERS["plain"](chosen) == "192.0.2.66\n"
+    assert EXPORTERS["plain"](chosen) == "192.0.2.66\nldap.attacker.test\n"
+    assert "add element inet l4s blocklist_egress_v4 { 192.0.2.66 timeout 3600s }" in (
+        EXPORTERS["nftables"](chosen)
+    )
     assert chosen.notes == ["1 callback host names left out (addresses only)"]
     assert [json.loads(x)["host"] for x in EXPORTERS["json"](chosen).splitlines()] == [
         "192.0.2.66",
