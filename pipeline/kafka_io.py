@@ -77,7 +77,7 @@ def topic_specs(settings: Settings) -> list[NewTopic]:
                 "min.cleanable.dirty.ratio": "0.1",
             },
         ),
-        # Callback hosts for outbound rules: compacted and keyed by host, like the above.
+        # Callback hosts for outbound rules: compacted, keyed by host, like the above.
         spec(
             t.egress,
             **{
