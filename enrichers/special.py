@@ -97,3 +97,8 @@ def embedded_v4(value: int) -> int | None:
         return value & 0xFFFFFFFF
 
     return None
+
+
+def ranges() -> tuple[tuple[str, str], ...]:
+    """Every special-purpose range as ``(prefix, label)``, IPv4 rows first."""
+    return _V4_ROWS + _V6_ROWS

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -253,30 +252,12 @@ def inspect(values: tuple[str, ...], json_input: bool, field: str) -> None:
         click.echo(verdict_json(value, name))
 
 
-@cli.group()
-def blocklist() -> None:
-    """Read the blocklist topic."""
-
-
-@blocklist.command("export")
-@click.option("--format", "fmt", type=click.Choice(["plain", "json"]), default="plain", show_default=True)
-@click.pass_obj
-def blocklist_export(settings: Settings, fmt: str) -> None:
-    """Read the blocklist topic to its end and print the current list once."""
-    from pipeline.follower import current_entries
-
-    entries = current_entries(settings)
-    for address in sorted(entries):
-        if fmt == "plain":
-            click.echo(address)
-        else:
-            click.echo(json.dumps(entries[address], sort_keys=True))
-
-
 def _register_groups() -> None:
+    from pipeline.cli_blocklist import blocklist_group
     from pipeline.cli_data import data_group
 
     cli.add_command(data_group)
+    cli.add_command(blocklist_group)
 
 
 _register_groups()

@@ -7,18 +7,46 @@ levels), the TOML file given with ``--config`` or ``L4S_CONFIG``, the defaults.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import tomllib
+from datetime import timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+)
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 from pipeline.errors import ConfigError
 from pipeline.formats.settings import FormatSettings
 
 Level = Literal["Safe", "Low", "Moderate", "Dangerous", "Critical"]
+
+
+def _seconds(value: Any) -> Any:
+    """A bare number (also as text, from an env var) is seconds."""
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
+
+
+#: A duration: seconds, or ISO 8601 (``PT6H``).
+Duration = Annotated[timedelta, BeforeValidator(_seconds)]
 
 
 class _Section(BaseModel):
@@ -38,6 +66,8 @@ class TopicSettings(_Section):
     detections: str = "log4shell.detections"
     events: str = "log4shell.events"
     blocklist: str = "log4shell.blocklist"
+    #: Callback infrastructure found in payloads, for outbound rules (compacted).
+    egress: str = "log4shell.egress"
     dead_letter: str = "http-logs.dlq"
 
 
@@ -100,11 +130,78 @@ class DataSettings(_Section):
     retries: int = Field(default=3, ge=1, le=10)
 
 
+def _level_factors() -> dict[Level, float]:
+    return {"Dangerous": 1.0, "Critical": 3.0}
+
+
 class BlocklistSettings(_Section):
+    """What gets blocked, for how long, and how firewalls receive it.
+
+    Durations take seconds (``lifetime = 86400``) or ISO 8601 (``"PT24H"``).
+    """
+
     min_level: Level = "Dangerous"
+    #: Publish records marked ``dry_run``: firewalls are told not to act on them.
     dry_run: bool = False
-    #: Base lifetime of a block; grows with level and recurrence.
-    ttl_hours: float = Field(default=24.0, gt=0)
+    #: Research and testing sources (scanners, universities, OOB test services):
+    #: ``block`` like any source, ``allow`` never publish, ``tag`` publish with
+    #: action ``tag`` so firewalls ignore it and analysts see it.
+    research: Literal["block", "allow", "tag"] = "tag"
+    #: Base lifetime of a decision after its latest evidence; multiplied by the
+    #: level factor and by ``1 + recurrence_step`` per extra day seen (capped).
+    lifetime: Duration = Field(default=timedelta(hours=24), gt=timedelta(0))
+    level_factors: dict[Level, float] = Field(default_factory=_level_factors)
+    recurrence_step: float = Field(default=0.5, ge=0)
+    recurrence_max_days: int = Field(default=7, ge=1)
+    max_lifetime: Duration = Field(default=timedelta(days=30), gt=timedelta(0))
+    #: Spread decision lifetimes by up to this fraction, so sources decided
+    #: together are not released together.
+    lifetime_jitter: float = Field(default=0.1, ge=0, le=1)
+    #: A record's ``expires_at`` is at most this far ahead; the enrich worker
+    #: re-publishes live records before then, so a firewall that stops hearing
+    #: from l4s drops its blocks within one lease.
+    lease: Duration = Field(default=timedelta(hours=6), gt=timedelta(0))
+    #: Re-publish when this fraction of the lease is left, earlier by a random
+    #: part of up to ``refresh_jitter`` of the lease.
+    refresh_margin: float = Field(default=0.25, gt=0, lt=1)
+    refresh_jitter: float = Field(default=0.25, ge=0, lt=1)
+    #: How often the enrich worker looks for records to refresh or expire.
+    sweep_seconds: float = Field(default=5.0, gt=0)
+    #: Addresses and prefixes never to publish, one per line with an optional
+    #: expiry; re-read when it changes.
+    allowlist: Path | None = None
+    allowlist_check_seconds: float = Field(default=10.0, gt=0)
+    #: The operator's own ranges: never blocked, like the special-purpose ones.
+    never_block: list[str] = Field(default_factory=list)
+    #: Treat the documentation ranges (RFC 5737, RFC 3849) as public, for demos
+    #: and tests that use them as stand-ins; they carry no real traffic.
+    documentation_as_public: bool = False
+    #: Publish one entry for a prefix once this many of its addresses are
+    #: blocked (0: off); never for a prefix holding an allowlisted address.
+    aggregate_threshold: int = Field(default=0, ge=0)
+    aggregate_prefix_v4: int = Field(default=24, ge=8, le=32)
+    aggregate_prefix_v6: int = Field(default=64, ge=16, le=128)
+    #: Circuit breaker: more new entries than this per minute (per enrich
+    #: worker) pauses publishing new entries; 0 turns it off.
+    breaker_per_minute: int = Field(default=500, ge=0)
+    #: The breaker closes after the rate stayed under the limit this long.
+    breaker_cooldown: Duration = Field(default=timedelta(minutes=5), ge=timedelta(0))
+    #: Lifetime of an egress entry (a callback host) after it was last seen.
+    egress_lifetime: Duration = Field(default=timedelta(days=7), gt=timedelta(0))
+    #: Names the exporters and ``follow --apply`` give the firewall objects.
+    nft_table: str = Field(default="l4s", pattern=r"^[A-Za-z][A-Za-z0-9_-]{0,31}$")
+    nft_set: str = Field(default="blocklist", pattern=r"^[A-Za-z][A-Za-z0-9_]{0,24}$")
+    ipset_name: str = Field(default="l4s-blocklist", pattern=r"^[A-Za-z][A-Za-z0-9_-]{0,20}$")
+
+    @field_validator("never_block")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for item in value:
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(f"{item!r} is not an address or prefix") from None
+        return value
 
 
 class Settings(BaseSettings):

@@ -32,10 +32,12 @@ from tenacity import (
 
 from pipeline import events, log
 from pipeline.blocklist import LEVELS, BlocklistEntry, level_at_least
+from pipeline.blocklist_app import BlocklistPublisher
 from pipeline.config import Settings
 from pipeline.ecs import event_document
 from pipeline.enrich_stage import EnrichStage, Handled
 from pipeline.errors import PoisonRecord
+from pipeline.ledger import Slot
 from pipeline.metrics import Metrics
 from pipeline.store import RedisStore
 from pipeline.summary import refresh_summary
@@ -97,11 +99,13 @@ class EnrichWorker:
         raw = {"key_serializer": "raw", "value_serializer": "raw"}
         detections = app.topic(s.topics.detections, **raw)
         self.events_topic = app.topic(s.topics.events, **raw)
-        self.blocklist_topic = app.topic(s.topics.blocklist, **raw)
         self.dead_letter_topic = app.topic(s.topics.dead_letter, **raw)
-        # Per source: the blocklist record last published, so a redelivered or
-        # unchanged detection does not publish again. Recovered from its changelog.
-        self.sources = app.Table("l4s-sources", default=None, key_type=bytes, value_type=bytes)
+        # Per source: the blocklist record last published and its lifecycle, so a
+        # redelivered or unchanged detection does not publish again; refreshed,
+        # expired and withdrawn by the publisher's timer. Recovered from changelogs.
+        self.publisher = BlocklistPublisher(app, s, self.stage.policy, self.metrics)
+        self.sources = self.publisher.sources.table
+        self._slot_decoder = msgspec.json.Decoder(Slot[BlocklistEntry])
 
         @app.agent(detections, name="l4s-enrich")
         async def enrich(stream: faust.StreamT[bytes]) -> None:
@@ -139,29 +143,17 @@ class EnrichWorker:
             # it came from outside l4s's detect worker, or from an older version.
             await self._dead_letter(event, value, str(exc)[:200], reason=exc.reason)
             return
-        await self._emit(handled)
+        await self._emit(handled, event.message.partition)
         self._observe(handled)
         elapsed = time.perf_counter() - started
         self.metrics.batch_seconds.labels(stage="enrich").observe(elapsed)
 
-    async def _emit(self, handled: Handled) -> None:
+    async def _emit(self, handled: Handled, partition: int) -> None:
         ip = handled.enriched.detection.source_ip
         key = ip.encode() if ip else None
         document = msgspec.json.encode(event_document(handled))
         await self.events_topic.send(key=key, value=document)
-        entry = handled.entry
-        if entry is None or key is None:
-            return
-        published = self.sources.get(key)
-        if published is not None:
-            previous = msgspec.json.decode(published, type=type(entry))
-            if previous.content() == entry.content():
-                return
-        encoded = events.encode(entry)
-        await self.blocklist_topic.send(key=key, value=encoded)
-        self.sources[key] = encoded
-        kind = "new" if published is None else "update"
-        self.metrics.blocklist_records.labels(kind=kind).inc()
+        await self.publisher.on_handled(handled, partition)
 
     async def _dead_letter(
         self, event: faust.EventT[bytes], value: bytes, detail: str, reason: str = "bad_detection"
@@ -249,8 +241,16 @@ class EnrichWorker:
         for value in list(self.sources.values()):
             if value is None:
                 continue
-            entry = msgspec.json.decode(value, type=BlocklistEntry)
-            live = entry.action == "block" and _epoch(entry.expires_at) > now
+            try:
+                slot = self._slot_decoder.decode(value)
+            except (msgspec.DecodeError, msgspec.ValidationError):
+                continue
+            entry = slot.entry
+            live = (
+                slot.status == "published"
+                and entry.action == "block"
+                and _epoch(entry.expires_at) > now
+            )
             if live and entry.level in levels:
                 levels[entry.level] += 1
         for level, count in levels.items():
@@ -273,8 +273,9 @@ class EnrichWorker:
         assignment = consumer.assignment()
         if not assignment:
             return
+        inputs = {self.settings.topics.detections, *self.publisher.internal_topics}
         for tp in assignment:
-            if tp.topic != self.settings.topics.detections:
+            if tp.topic not in inputs:
                 continue
             position = await consumer.position(tp)
             highwater = consumer.highwater(tp)

@@ -62,6 +62,8 @@ class Handled:
     aggregate: SourceAggregate
     rating: Rating | None
     entry: BlocklistEntry | None
+    #: Why a rated source has no entry (``allowlist``, ``special``, ``level``...).
+    withheld: str | None = None
 
 
 class EnrichStage:
@@ -119,10 +121,18 @@ class EnrichStage:
         if not ip:
             return Handled(enriched, aggregate, None, None)
         rating = self.model.rate(self._evidence(enriched, aggregate))
+        entry, withheld = self._decide(enriched, aggregate, rating, now)
         store.set_rating(
-            ip, {"level": rating.level, "score": rating.score, "reasons": json.dumps(rating.reasons)}
+            ip,
+            {
+                "level": rating.level,
+                "score": rating.score,
+                "reasons": json.dumps(rating.reasons),
+                # Allowlisted and other withheld sources stay visible to analysts.
+                "blocklist": entry.action if entry is not None else f"withheld:{withheld}",
+            },
         )
-        return Handled(enriched, aggregate, rating, self._decide(enriched, aggregate, rating, now))
+        return Handled(enriched, aggregate, rating, entry, withheld)
 
     def _facts(self, enriched: Enriched) -> DetectionFacts:
         d, geo, source = enriched.detection, enriched.geo, enriched.source
@@ -182,14 +192,17 @@ class EnrichStage:
 
     def _decide(
         self, enriched: Enriched, aggregate: SourceAggregate, rating: Rating, now: float | None
-    ) -> BlocklistEntry | None:
+    ) -> tuple[BlocklistEntry | None, str | None]:
         if aggregate.first_seen is None or aggregate.last_seen is None:
-            return None
-        if not self.policy.blockable(rating.level, enriched.geo.special):
-            return None
+            return None, "unseen"
+        now = time.time() if now is None else now
+        ip = enriched.detection.source_ip
+        withheld = self.policy.withheld(ip, rating.level, enriched.source.research, now)
+        if withheld is not None:
+            return None, withheld
         geo = enriched.geo
-        return self.policy.entry(
-            address=enriched.detection.source_ip,
+        entry = self.policy.entry(
+            address=ip,
             level=rating.level,
             score=rating.score,
             reasons=rating.reasons,
@@ -197,10 +210,11 @@ class EnrichStage:
             last_seen=aggregate.last_seen,
             hits=aggregate.hits,
             days=aggregate.days,
-            now=time.time() if now is None else now,
+            now=now,
             country=geo.country_iso,
             asn=geo.asn,
             org=geo.as_org,
             kind=enriched.source.kind,
             research=enriched.source.research,
         )
+        return entry, None

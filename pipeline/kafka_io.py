@@ -77,6 +77,16 @@ def topic_specs(settings: Settings) -> list[NewTopic]:
                 "min.cleanable.dirty.ratio": "0.1",
             },
         ),
+        # Callback hosts for outbound rules: compacted, keyed by host, like the above.
+        spec(
+            t.egress,
+            **{
+                "cleanup.policy": "compact",
+                "delete.retention.ms": str(day_ms),
+                "segment.ms": str(3_600_000),
+                "min.cleanable.dirty.ratio": "0.1",
+            },
+        ),
         spec(t.dead_letter, **{"retention.ms": str(14 * day_ms)}),
     ]
 

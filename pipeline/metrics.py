@@ -147,6 +147,53 @@ class Metrics:
         self.blocklist_suppressed = Counter(
             "l4s_blocklist_suppressed", "Blocks withheld by policy", ["reason"], registry=r
         )
+        self.blocklist_tombstones = Counter(
+            "l4s_blocklist_tombstones",
+            "Blocklist and egress records removed, by why",
+            ["topic", "reason"],
+            registry=r,
+        )
+        self.blocklist_held = Counter(
+            "l4s_blocklist_held",
+            "New entries held back while the circuit breaker is open",
+            ["topic"],
+            registry=r,
+        )
+        self.blocklist_breaker_trips = Counter(
+            "l4s_blocklist_breaker_trips",
+            "Times the breaker opened",
+            ["topic"],
+            registry=r,
+        )
+        self.egress_records = Counter(
+            "l4s_egress_records",
+            "Egress records published",
+            ["kind"],
+            registry=r,
+        )
+        self.follower_entries = Gauge(
+            "l4s_follower_entries",
+            "Entries a blocklist follower holds, by list",
+            ["list"],
+            registry=r,
+        )
+        self.follower_caught_up = Gauge(
+            "l4s_follower_caught_up",
+            "1 once the follower read the topic to its end",
+            registry=r,
+        )
+        self.follower_applies = Counter(
+            "l4s_follower_applies",
+            "Firewall or file updates made by a follower",
+            ["target", "result"],
+            registry=r,
+        )
+        self.feed_requests = Counter(
+            "l4s_feed_requests",
+            "HTTP feed requests, by path and status",
+            ["path", "code"],
+            registry=r,
+        )
         self.sink_errors = Counter(
             "l4s_sink_errors", "Failed writes to a sink, retried", ["sink"], registry=r
         )

@@ -6,10 +6,12 @@ Redis model held in memory, so the same input gives the same numbers.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
+from pipeline.aggregate import aggregate
 from pipeline.blocklist import BlocklistEntry
 from pipeline.config import Settings
 from pipeline.detect_stage import BatchOutcome, DetectStage, RawRecord
@@ -53,6 +55,10 @@ def scan(
                 )
                 result.store.add_line_counts(stream, last, outcome.line_counts(stream))
                 _enrich(outcome, enrich, result, keep_events)
+    # Prefixes are decided over the final entries, as the streaming worker ends up.
+    # XXX(#5): scan does not compute the egress list; callback hosts come only from
+    # the streaming worker's egress topic; scan --blocklist writes source entries.
+    result.blocklist.update(aggregate(result.blocklist, enrich.policy, time.time()))
     return result
 
 
@@ -63,6 +69,10 @@ def _enrich(outcome: BatchOutcome, enrich: EnrichStage, result: ScanResult, keep
             result.handled.append(handled)
         if handled.entry is not None:
             result.blocklist[handled.entry.address] = handled.entry
+        elif handled.rating is not None:
+            # Withheld now (allowlist, research policy): the streaming worker
+            # tombstones it, so scan drops it too.
+            result.blocklist.pop(detection.source_ip, None)
 
 
 def blocks(handle: BinaryIO, chunk: int = _CHUNK) -> Iterator[tuple[int, list[bytes], bytes]]:

@@ -67,6 +67,7 @@ class Namespace:
             "L4S_TOPICS__DETECTIONS": f"{n}.detections",
             "L4S_TOPICS__EVENTS": f"{n}.events",
             "L4S_TOPICS__BLOCKLIST": f"{n}.blocklist",
+            "L4S_TOPICS__EGRESS": f"{n}.egress",
             "L4S_TOPICS__DEAD_LETTER": f"{n}.dlq",
             "L4S_DETECT__GROUP": f"{n}-detect",
             "L4S_ENRICH__APP_ID": f"{n}-enrich",

@@ -47,9 +47,12 @@ def blocklist(ns: Namespace) -> dict[str, dict[str, object]]:
     return {e["address"]: e for e in entries}
 
 
+#: Fields computed from the wall clock at decision time.
+WALL_CLOCK_FIELDS = ("expires_at", "block_until")
+
+
 def without_expiry(entries: dict[str, dict[str, object]]) -> dict[str, dict[str, object]]:
-    # expires_at is computed from the wall clock at decision time.
-    return {k: {f: v for f, v in e.items() if f != "expires_at"} for k, e in entries.items()}
+    return {k: {f: v for f, v in e.items() if f not in WALL_CLOCK_FIELDS} for k, e in entries.items()}
 
 
 def test_streaming_counts_and_blocklist_equal_scan(namespace: Namespace, tmp_path: Path) -> None:
