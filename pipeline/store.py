@@ -279,7 +279,7 @@ class RedisStore:
             self._key("ip", ip, "techniques"),
             self._key("ips"),
         ]
-        args = [
+        args: list[str | int] = [
             seq & ((1 << _BUCKET_BITS) - 1),
             self._ttl,
             facts.day,
@@ -307,12 +307,13 @@ class RedisStore:
         self.client.hset(self._key("ip", ip), mapping={k: str(v) for k, v in values.items()})
 
     def totals(self) -> dict[str, int]:
-        raw = self.client.hgetall(self._key("totals"))
+        raw: dict[bytes, bytes] = self.client.hgetall(self._key("totals"))  # type: ignore[assignment]
         values = {k.decode(): int(v) for k, v in raw.items()}
         return {name: values.get(name, 0) for name in TOTAL_FIELDS}
 
     def days(self) -> list[str]:
-        return sorted(d.decode() for d in self.client.smembers(self._key("days")))
+        members: set[bytes] = self.client.smembers(self._key("days"))  # type: ignore[assignment]
+        return sorted(d.decode() for d in members)
 
     def day(self, day: str) -> DayView:
         pipe = self.client.pipeline(transaction=False)
