@@ -59,9 +59,10 @@ def parse_clf_time(value: str) -> float:
         moment = datetime(
             int(year), _MONTHS[month], int(day), int(hh), int(mm), int(ss), tzinfo=timezone(offset)
         )
-    except (ValueError, KeyError, IndexError) as exc:
+        # OverflowError: a time whose UTC form leaves the years 1 to 9999.
+        return moment.astimezone(UTC).timestamp()
+    except (ValueError, KeyError, IndexError, OverflowError) as exc:
         raise PoisonRecord("bad_timestamp", f"unreadable access-log time: {exc}") from None
-    return moment.astimezone(UTC).timestamp()
 
 
 class CombinedParser:
