@@ -40,6 +40,9 @@ from pipeline.store import RedisStore
 _log = log.get("enrich")
 T = TypeVar("T")
 
+#: How often the worker looks for partitions whose commits cannot advance.
+_STUCK_CHECK_SECONDS = 5.0
+
 
 class EnrichWorker:
     """Builds and runs the Faust app.
@@ -65,6 +68,8 @@ class EnrichWorker:
         self.stop_when_idle = stop_when_idle
         self._last_activity = time.monotonic()
         self._redis_down = False
+        #: Partitions whose acknowledged offsets do not start at the committed one.
+        self._suspect: dict[Any, tuple[int, int]] = {}
         self.app = self._build()
 
     def _build(self) -> faust.App:
@@ -102,6 +107,10 @@ class EnrichWorker:
         async def idle_check() -> None:
             await self._maybe_stop(app)
 
+        @app.timer(_STUCK_CHECK_SECONDS)
+        async def stuck_commit_check() -> None:
+            await self._refetch_dropped(app)
+
         return app
 
     async def _on_event(self, event: faust.EventT[bytes]) -> None:
@@ -131,7 +140,10 @@ class EnrichWorker:
         if entry is None or key is None:
             return
         published = self.sources.get(key)
-        if published is not None:
+        # A redelivered detection (already counted) publishes the current decision
+        # even when the table holds the same: the table's changelog may have been
+        # written before a crash that lost the blocklist record itself.
+        if published is not None and handled.aggregate.new:
             previous = msgspec.json.decode(published, type=type(entry))
             if previous.content() == entry.content():
                 return
@@ -192,6 +204,48 @@ class EnrichWorker:
         received = handled.enriched.detection.received
         if received is not None:
             self.metrics.end_to_end_seconds.observe(max(time.time() - received, 0.0))
+
+    async def _refetch_dropped(self, app: faust.App) -> None:
+        """Deliver again records Faust fetched but dropped, so commits go on.
+
+        XXX(#6): faust-streaming can drop records it had fetched while it recovers
+        its tables after a rebalance (its issue 596). They are never processed nor
+        acknowledged, so no offset after them can be committed: lag stays up and a
+        restart would process everything since again. Seeking the partition back to
+        its committed offset delivers them again (the store dedups by event id).
+        A gap of exactly one record is committed over by Faust before this check
+        can see it, which loses that record's enrichment; not fixable from here.
+        """
+        if app.rebalancing:
+            self._suspect.clear()
+            return
+        consumer = app.consumer
+        acked_by_tp = getattr(consumer, "_acked", {})
+        committed_by_tp = getattr(consumer, "_committed_offset", {})
+        unacked = getattr(consumer, "_unacked_messages", ())
+        in_flight = {(m.tp, m.offset) for m in unacked}
+        for tp in consumer.assignment():
+            if tp.topic != self.settings.topics.detections:
+                continue
+            acked, committed = acked_by_tp.get(tp), committed_by_tp.get(tp)
+            if not acked or committed is None or min(acked) <= committed:
+                self._suspect.pop(tp, None)
+                continue
+            if any(t == tp and offset < min(acked) for t, offset in in_flight):
+                continue
+            gap = (committed, min(acked))
+            if self._suspect.get(tp) != gap:
+                # Seen once: wait one more check, a record may be on its way.
+                self._suspect[tp] = gap
+                continue
+            _log.warning(
+                "dropped_records_refetched",
+                partition=tp.partition,
+                first=gap[0],
+                until=gap[1],
+            )
+            self._suspect.pop(tp, None)
+            await consumer.seek(tp, committed)
 
     async def _maybe_stop(self, app: faust.App) -> None:
         if self.stop_when_idle is None or app.rebalancing:
