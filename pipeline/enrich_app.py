@@ -44,6 +44,35 @@ T = TypeVar("T")
 _STUCK_CHECK_SECONDS = 5.0
 
 
+def contiguous_consumer(base: type[Any], topic: str) -> type[Any]:
+    """A Faust consumer class that commits ``topic`` only over processed records.
+
+    Faust takes a jump in the offsets it reads for a hole in the log (compaction,
+    transaction markers) and commits over it, and commits over a single missing
+    record at the head. The detections topic has neither compaction nor
+    transactions, so a jump there means records were fetched and dropped
+    (faust-streaming issue 596): committing over them would lose them. Here the
+    commit stops at the first record not processed; the worker's periodic check
+    then seeks back so that they are delivered again.
+    """
+
+    class ContiguousConsumer(base):  # type: ignore[misc, valid-type]
+        async def _add_gap(self, tp: Any, offset_from: int, offset_to: int) -> None:
+            if tp.topic != topic:
+                await super()._add_gap(tp, offset_from, offset_to)
+
+        def _new_offset(self, tp: Any) -> int | None:
+            acked = self._acked[tp]
+            committed = self._committed_offset[tp]
+            if tp.topic == topic and acked and committed is not None:
+                if min(acked) > committed:
+                    return None
+            result: int | None = super()._new_offset(tp)
+            return result
+
+    return ContiguousConsumer
+
+
 class EnrichWorker:
     """Builds and runs the Faust app.
 
@@ -88,6 +117,12 @@ class EnrichWorker:
             producer_acks=-1,
             web_enabled=False,
             autodiscover=False,
+        )
+        # Faust treats a jump in offsets as a hole in the log and commits over it;
+        # in l4s's topics a jump means records Faust dropped (see
+        # _refetch_dropped), so commits must stop there instead.
+        app.transport.Consumer = contiguous_consumer(
+            app.transport.Consumer, s.topics.detections
         )
         raw = {"key_serializer": "raw", "value_serializer": "raw"}
         detections = app.topic(s.topics.detections, **raw)
@@ -208,13 +243,17 @@ class EnrichWorker:
     async def _refetch_dropped(self, app: faust.App) -> None:
         """Deliver again records Faust fetched but dropped, so commits go on.
 
-        XXX(#6): faust-streaming can drop records it had fetched while it recovers
-        its tables after a rebalance (its issue 596). They are never processed nor
-        acknowledged, so no offset after them can be committed: lag stays up and a
-        restart would process everything since again. Seeking the partition back to
-        its committed offset delivers them again (the store dedups by event id).
-        A gap of exactly one record is committed over by Faust before this check
-        can see it, which loses that record's enrichment; not fixable from here.
+        faust-streaming can drop records it had fetched while it recovers its
+        tables after a rebalance (its issue 596). They are never processed nor
+        acknowledged, and contiguous_consumer keeps the commit before them, so
+        lag would stay up for good. Seeking the partition back to its committed
+        offset delivers them again (the store dedups by event id).
+
+        XXX(#6): a partition whose committed offset fell out of retention (the
+        worker was down longer than the topic keeps records) also looks like
+        this; the seek then restarts from the earliest record and the check
+        repeats every few seconds with a warning. Not handled: it needs the
+        partition's low watermark, which Faust does not keep.
         """
         if app.rebalancing:
             self._suspect.clear()

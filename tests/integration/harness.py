@@ -101,11 +101,14 @@ class Worker:
         for run in range(self.starts if current else 1, self.starts + 1):
             path = self.log_dir / f"{self.name}.{run}.log"
             for line in path.read_text(errors="replace").splitlines():
-                if line.startswith("{"):
-                    try:
-                        records.append(json.loads(line))
-                    except json.JSONDecodeError:
-                        continue
+                # Faust writes a terminal escape (show cursor) before some lines.
+                start = line.find("{")
+                if start < 0:
+                    continue
+                try:
+                    records.append(json.loads(line[start:]))
+                except json.JSONDecodeError:
+                    continue
         return records
 
     def events(self, name: str, current: bool = False) -> list[dict[str, Any]]:
@@ -206,10 +209,11 @@ def group_lag(ns: Namespace, group: str, topic: str) -> int | None:
 
 def group_members(ns: Namespace, group: str) -> int:
     """How many members ``group`` has (0 while Kafka does not answer)."""
+    client = admin(ns)  # held until the answer: a dropped client never answers
     try:
-        future = admin(ns).describe_consumer_groups([group], request_timeout=10)[group]
-        return len(future.result().members)
-    except KafkaException:
+        future = client.describe_consumer_groups([group], request_timeout=10)[group]
+        return len(future.result(timeout=20).members)
+    except (KafkaException, TimeoutError):
         return 0
 
 
