@@ -64,9 +64,10 @@ def contiguous_consumer(base: type[Any], topic: str) -> type[Any]:
         def _new_offset(self, tp: Any) -> int | None:
             acked = self._acked[tp]
             committed = self._committed_offset[tp]
-            if tp.topic == topic and acked and committed is not None:
-                if min(acked) > committed:
-                    return None
+            # A record before the first acknowledged one was never processed.
+            missing = bool(acked) and committed is not None and min(acked) > committed
+            if tp.topic == topic and missing:
+                return None
             result: int | None = super()._new_offset(tp)
             return result
 
