@@ -130,8 +130,12 @@ class EnrichWorker:
         self.events_topic = app.topic(s.topics.events, **raw)
         self.blocklist_topic = app.topic(s.topics.blocklist, **raw)
         self.dead_letter_topic = app.topic(s.topics.dead_letter, **raw)
-        # Per source: the blocklist record last published, so a redelivered or
-        # unchanged detection does not publish again. Recovered from its changelog.
+        # Per source: the blocklist record last published, so an unchanged
+        # decision does not publish again. Recovered from its changelog.
+        # XXX(#6): held in memory for every blocked source, about 0.9 KB each
+        # (bench/bench_memory.py), so a million blocked sources cost ~1 GB per
+        # worker; a digest as the value or an on-disk store would bound it. Not
+        # changed here: the table's shape is part of the enrich design.
         self.sources = app.Table("l4s-sources", default=None, key_type=bytes, value_type=bytes)
 
         @app.agent(detections, name="l4s-enrich")
