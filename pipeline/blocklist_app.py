@@ -244,6 +244,10 @@ class BlocklistPublisher:
             outcome = self.sources.ledger.decide(
                 ip, slot, handled.entry, partition, now=now, reason=handled.withheld
             )
+            if outcome is None and slot is not None and not handled.aggregate.new:
+                # A redelivery (counted before): the record may have been lost
+                # in a crash after the table was written; send it again.
+                outcome = self.sources.ledger.republish(ip, slot, now)
             if outcome is not None:
                 await self._carry_out(self.sources, key, outcome, slot, in_stream=True)
 

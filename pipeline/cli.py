@@ -109,6 +109,7 @@ def reset(settings: Settings, yes: bool) -> None:
 def replay(settings: Settings, files: tuple[str, ...], rate: float | None, fmt: str | None, topic: str | None, progress: bool | None) -> None:
     """Produce log records from FILES (plain or gzip; - for stdin) into Kafka."""
     from pipeline.formats import FormatRouter
+    from pipeline.kafka_io import MAX_INPUT_RECORD_BYTES
     from pipeline.replay import replay as run
 
     if fmt is not None:
@@ -118,6 +119,12 @@ def replay(settings: Settings, files: tuple[str, ...], rate: float | None, fmt: 
             raise click.BadParameter(f"unknown format {fmt!r}", param_hint="--format") from None
     result = run(files, settings, rate=rate, fmt=fmt, topic=topic, progress=progress)
     click.echo(f"replayed {result.records} records from {result.files} file(s)", err=True)
+    if result.oversize:
+        click.echo(
+            f"not sent: {result.oversize} record(s) over the input topic's limit of "
+            f"{MAX_INPUT_RECORD_BYTES} bytes (first at {result.first_oversize})",
+            err=True,
+        )
 
 
 _IDLE = click.option(

@@ -7,11 +7,15 @@ and ``l4s scan`` (records carry ``file:line``), which is why both paths count al
 from __future__ import annotations
 
 import functools
+import math
 import re
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import msgspec
 
 from detectors import (
     ENGINE_VERSION,
@@ -20,14 +24,25 @@ from detectors import (
     find_candidates,
     may_contain_lookup,
 )
+from pipeline import events, log
 from pipeline.config import Settings
 from pipeline.errors import PoisonRecord
 from pipeline.events import Detection, Finding, HttpRequest
 from pipeline.formats import FormatRouter
-from pipeline.formats.base import Parser, TrustedProxies
+from pipeline.formats.base import MAX_RECORD_BYTES, Parser, TrustedProxies
 
 #: Request-line fields copied into a detection are cut to this many characters.
 _CONTEXT_CHARS = 2048
+#: Largest encoded detection; Kafka's default limit for a record is 1 MB, and a
+#: record crafted with thousands of lookups must still travel (see _bounded).
+MAX_DETECTION_BYTES = 256 * 1024
+#: Event times l4s accepts from a log: every day of them exists in every time zone.
+EARLIEST_EVENT_TIME = datetime(1, 1, 2, tzinfo=UTC).timestamp()
+LATEST_EVENT_TIME = datetime(9999, 12, 30, tzinfo=UTC).timestamp()
+#: ``limit_hit`` of a detection whose findings were cut to fit MAX_DETECTION_BYTES.
+LIMIT_FINDINGS = "findings"
+
+_log = log.get("detect")
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,6 +172,8 @@ class DetectStage:
             joined = b"\n".join(values)
         parser = self._block_parser(values, fmt, topic)
         special = set(find_candidates(joined))
+        if len(joined) > MAX_RECORD_BYTES:
+            special.update(i for i, v in enumerate(values) if len(v) > MAX_RECORD_BYTES)
         shape = getattr(parser, "line_shape", None)
         if shape is None:
             special.update(i for i, v in enumerate(values) if not parser.looks_like(v))
@@ -191,9 +208,25 @@ class DetectStage:
             exc.coords = record.event_id
             counts["dead_letters"] += 1
             out.dead.append((record, exc))
+        except Exception as exc:
+            # A bug that one record triggers must not stop the stream: the
+            # worker would crash on the same record after every restart. The
+            # record is dead-lettered like poison, and the error is logged.
+            # The traceback may quote the record: only at debug level.
+            where, error = record.event_id, type(exc).__name__
+            _log.error("record_failed", error=error, coords=where)
+            _log.debug("record_failed_traceback", coords=where, exc_info=True)
+            poison = PoisonRecord("internal_error", error, coords=where)
+            counts["dead_letters"] += 1
+            out.dead.append((record, poison))
 
     def _one(self, record: RawRecord, out: BatchOutcome, counts: Counter[str]) -> None:
         raw = record.value
+        if len(raw) > MAX_RECORD_BYTES:
+            # Checked before the prefilter, so that every record this long is
+            # dead-lettered, whether or not it could hold a lookup.
+            size = f"{len(raw)} bytes, limit {MAX_RECORD_BYTES}"
+            raise PoisonRecord("too_large", size)
         parser, ambiguous = self.router.choose(raw, record.format, record.topic)
         if ambiguous:
             counts["ambiguous"] += 1
@@ -210,12 +243,17 @@ class DetectStage:
             return
         verdict = analyze_fields(request.fields())
         if verdict.malicious or verdict.inert:
-            out.detections.append(self._detection(record, request, verdict, counts))
+            detection = self._detection(record, request, verdict, counts)
+            out.detections.append(_bounded(detection))
 
     def _detection(
         self, record: RawRecord, request: HttpRequest, verdict: RecordVerdict, counts: Counter[str]
     ) -> Detection:
         timestamp, source = request.timestamp, "log"
+        if timestamp is not None and not plausible_event_time(timestamp):
+            # A time no calendar day holds (year 10000, NaN) would break every
+            # per-day figure downstream; the record is kept, timed as if it had none.
+            timestamp = None
         if timestamp is None:
             counts["timestamp_fallbacks"] += 1
             timestamp, source = record.broker_time, "broker"
@@ -293,3 +331,39 @@ def _negated(shape: re.Pattern[bytes]) -> re.Pattern[bytes]:
 
 def _cut(value: str | None) -> str | None:
     return value[:_CONTEXT_CHARS] if value else value
+
+
+def plausible_event_time(timestamp: float) -> bool:
+    """True for an event time whose day exists in every time zone."""
+    if not math.isfinite(timestamp):
+        return False
+    return EARLIEST_EVENT_TIME <= timestamp <= LATEST_EVENT_TIME
+
+
+def _bounded(detection: Detection) -> Detection:
+    """The detection, with findings dropped until it encodes to MAX_DETECTION_BYTES.
+
+    Only records built to be hostile come near the bound (thousands of distinct
+    lookups); the first findings still say what the record is, and ``limit_hit``
+    says that some were left out.
+    """
+    size = len(events.encode(detection))
+    if size <= MAX_DETECTION_BYTES:
+        return detection
+    findings = detection.findings
+    while findings and size > MAX_DETECTION_BYTES:
+        findings = findings[: len(findings) // 2]
+        limit = detection.limit_hit or LIMIT_FINDINGS
+        detection = msgspec.structs.replace(
+            detection, findings=findings, limit_hit=limit
+        )
+        size = len(events.encode(detection))
+    if size > MAX_DETECTION_BYTES:
+        # Field names alone are too long (attacker-chosen header names).
+        detection = msgspec.structs.replace(
+            detection,
+            fields=tuple(f[:256] for f in detection.fields[:64]),
+            inert_fields=tuple(f[:256] for f in detection.inert_fields[:64]),
+            limit_hit=detection.limit_hit or LIMIT_FINDINGS,
+        )
+    return detection

@@ -47,6 +47,9 @@ _log = log.get("detect")
 
 #: Seconds to wait for the broker to acknowledge a batch's output.
 _FLUSH_TIMEOUT = 60.0
+#: A dead letter carries at most this much of its record (the whole record stays
+#: in the input topic, at the coordinates the l4s-source header names).
+DEAD_LETTER_VALUE_BYTES = 64 * 1024
 
 
 @dataclass
@@ -224,17 +227,17 @@ class DetectWorker:
             )
         for record, exc in outcome.dead:
             reason = events.DeadLetter(reason=exc.reason, detail=exc.detail, source=record.event_id)
-            self._produce(
-                topics.dead_letter,
-                key=None,
-                value=record.value,
-                headers=[
-                    ("l4s-reason", reason.reason.encode()),
-                    ("l4s-detail", reason.detail.encode("utf-8", "replace")),
-                    ("l4s-source", reason.source.encode()),
-                    ("l4s-stage", b"detect"),
-                ],
-            )
+            headers = [
+                ("l4s-reason", reason.reason.encode()),
+                ("l4s-detail", reason.detail.encode("utf-8", "replace")),
+                ("l4s-source", reason.source.encode()),
+                ("l4s-stage", b"detect"),
+            ]
+            value = record.value
+            if len(value) > DEAD_LETTER_VALUE_BYTES:
+                headers.append(("l4s-original-bytes", str(len(value)).encode()))
+                value = value[:DEAD_LETTER_VALUE_BYTES]
+            self._produce(topics.dead_letter, key=None, value=value, headers=headers)
         return len(outcome.detections) + len(outcome.dead)
 
     def _await_acks(self) -> None:

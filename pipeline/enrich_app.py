@@ -49,6 +49,38 @@ T = TypeVar("T")
 _GAUGE_INTERVAL = 10.0
 #: Seconds between summaries of the serving view (a few Redis round trips).
 _SUMMARY_INTERVAL = 30.0
+#: How often the worker looks for partitions whose commits cannot advance.
+_STUCK_CHECK_SECONDS = 5.0
+
+
+def contiguous_consumer(base: type[Any], topic: str) -> type[Any]:
+    """A Faust consumer class that commits ``topic`` only over processed records.
+
+    Faust takes a jump in the offsets it reads for a hole in the log (compaction,
+    transaction markers) and commits over it, and commits over a single missing
+    record at the head. The detections topic has neither compaction nor
+    transactions, so a jump there means records were fetched and dropped
+    (faust-streaming issue 596): committing over them would lose them. Here the
+    commit stops at the first record not processed; the worker's periodic check
+    then seeks back so that they are delivered again.
+    """
+
+    class ContiguousConsumer(base):  # type: ignore[misc, valid-type]
+        async def _add_gap(self, tp: Any, offset_from: int, offset_to: int) -> None:
+            if tp.topic != topic:
+                await super()._add_gap(tp, offset_from, offset_to)
+
+        def _new_offset(self, tp: Any) -> int | None:
+            acked = self._acked[tp]
+            committed = self._committed_offset[tp]
+            # A record before the first acknowledged one was never processed.
+            missing = bool(acked) and committed is not None and min(acked) > committed
+            if tp.topic == topic and missing:
+                return None
+            result: int | None = super()._new_offset(tp)
+            return result
+
+    return ContiguousConsumer
 
 
 class EnrichWorker:
@@ -77,6 +109,8 @@ class EnrichWorker:
         self._redis_down = False
         self._cache_seen = [0, 0]
         self._lag_partitions: set[int] = set()
+        #: Partitions whose acknowledged offsets do not start at the committed one.
+        self._suspect: dict[Any, tuple[int, int]] = {}
         self.app = self._build()
 
     def _build(self) -> faust.App:
@@ -96,6 +130,12 @@ class EnrichWorker:
             web_enabled=False,
             autodiscover=False,
         )
+        # Faust treats a jump in offsets as a hole in the log and commits over it;
+        # in l4s's topics a jump means records Faust dropped (see
+        # _refetch_dropped), so commits must stop there instead.
+        app.transport.Consumer = contiguous_consumer(
+            app.transport.Consumer, s.topics.detections
+        )
         raw = {"key_serializer": "raw", "value_serializer": "raw"}
         detections = app.topic(s.topics.detections, **raw)
         self.events_topic = app.topic(s.topics.events, **raw)
@@ -106,13 +146,17 @@ class EnrichWorker:
         self.publisher = BlocklistPublisher(app, s, self.stage.policy, self.metrics)
         self.sources = self.publisher.sources.table
         self._slot_decoder = msgspec.json.Decoder(Slot[BlocklistEntry])
+        # XXX(#6): the tables are held in memory for every blocked source, about
+        # 0.9 KB each (bench/bench_memory.py), so a million blocked sources cost
+        # ~1 GB per worker; an on-disk store (rocksdict) would bound it. Not done
+        # here: it adds a native dependency and changes recovery times.
 
         @app.agent(detections, name="l4s-enrich")
         async def enrich(stream: faust.StreamT[bytes]) -> None:
             async for event in stream.events():
                 await self._on_event(event)
 
-        @app.timer(1.0)
+        @app.timer(1.0)  # type: ignore[untyped-decorator]
         async def idle_check() -> None:
             await self._maybe_stop(app)
 
@@ -123,6 +167,10 @@ class EnrichWorker:
         @app.timer(_SUMMARY_INTERVAL)  # type: ignore[untyped-decorator]
         async def summary_timer() -> None:
             await self._refresh_summary()
+
+        @app.timer(_STUCK_CHECK_SECONDS)
+        async def stuck_commit_check() -> None:
+            await self._refetch_dropped(app)
 
         return app
 
@@ -263,6 +311,52 @@ class EnrichWorker:
         except redis.RedisError as exc:
             # A summary is for dashboards; the next tick tries again.
             _log.warning("summary_refresh_failed", error=str(exc))
+
+    async def _refetch_dropped(self, app: faust.App) -> None:
+        """Deliver again records Faust fetched but dropped, so commits go on.
+
+        faust-streaming can drop records it had fetched while it recovers its
+        tables after a rebalance (its issue 596). They are never processed nor
+        acknowledged, and contiguous_consumer keeps the commit before them, so
+        lag would stay up for good. Seeking the partition back to its committed
+        offset delivers them again (the store dedups by event id).
+
+        XXX(#6): a partition whose committed offset fell out of retention (the
+        worker was down longer than the topic keeps records) also looks like
+        this; the seek then restarts from the earliest record and the check
+        repeats every few seconds with a warning. Not handled: it needs the
+        partition's low watermark, which Faust does not keep.
+        """
+        if app.rebalancing:
+            self._suspect.clear()
+            return
+        consumer = app.consumer
+        acked_by_tp = getattr(consumer, "_acked", {})
+        committed_by_tp = getattr(consumer, "_committed_offset", {})
+        unacked = getattr(consumer, "_unacked_messages", ())
+        in_flight = {(m.tp, m.offset) for m in unacked}
+        for tp in consumer.assignment():
+            if tp.topic != self.settings.topics.detections:
+                continue
+            acked, committed = acked_by_tp.get(tp), committed_by_tp.get(tp)
+            if not acked or committed is None or min(acked) <= committed:
+                self._suspect.pop(tp, None)
+                continue
+            if any(t == tp and offset < min(acked) for t, offset in in_flight):
+                continue
+            gap = (committed, min(acked))
+            if self._suspect.get(tp) != gap:
+                # Seen once: wait one more check, a record may be on its way.
+                self._suspect[tp] = gap
+                continue
+            _log.warning(
+                "dropped_records_refetched",
+                partition=tp.partition,
+                first=gap[0],
+                until=gap[1],
+            )
+            self._suspect.pop(tp, None)
+            await consumer.seek(tp, committed)
 
     async def _maybe_stop(self, app: faust.App) -> None:
         if self.stop_when_idle is None or app.rebalancing:

@@ -18,6 +18,8 @@ from enrichers.threat import Evidence, Rating, ThreatModel
 from enrichers.tor import TorExitList
 from pipeline.blocklist import BlocklistEntry, BlockPolicy
 from pipeline.config import Settings
+from pipeline.detect_stage import plausible_event_time
+from pipeline.errors import PoisonRecord
 from pipeline.events import Detection
 from pipeline.store import DetectionFacts, SourceAggregate, Store, day_of
 
@@ -115,6 +117,9 @@ class EnrichStage:
         return Enriched(detection, geo, tor, source, possibly_compromised(source, geo))
 
     def handle(self, detection: Detection, store: Store, now: float | None = None) -> Handled:
+        if not plausible_event_time(detection.timestamp):
+            # l4s's detect stage never sends one; a detection from elsewhere might.
+            raise PoisonRecord("bad_timestamp", "event time outside years 1 to 9999")
         enriched = self.enrich(detection)
         aggregate = store.record(detection.event_id, self._facts(enriched))
         ip = detection.source_ip

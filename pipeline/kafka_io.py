@@ -16,6 +16,10 @@ from pipeline.errors import ServiceUnavailable
 
 #: Kafka record header naming the log format of a raw record.
 FORMAT_HEADER = "l4s-format"
+#: Largest raw record the input topic takes (Kafka's default is 1 MB). Records
+#: over the 1 MiB that l4s parses still reach the detect worker, which counts and
+#: dead-letters them; only records over this limit are refused at the producer.
+MAX_INPUT_RECORD_BYTES = 16 * 1024 * 1024
 
 _log = log.get("kafka")
 
@@ -62,7 +66,13 @@ def topic_specs(settings: Settings) -> list[NewTopic]:
         return NewTopic(name, num_partitions=k.partitions, replication_factor=k.replication, config=config)
 
     return [
-        spec(t.input, **{"retention.ms": str(7 * day_ms)}),
+        spec(
+            t.input,
+            **{
+                "retention.ms": str(7 * day_ms),
+                "max.message.bytes": str(MAX_INPUT_RECORD_BYTES),
+            },
+        ),
         # Keyed by source address so one enrich worker owns each source's state.
         spec(t.detections, **{"retention.ms": str(30 * day_ms)}),
         spec(t.events, **{"retention.ms": str(30 * day_ms)}),

@@ -222,6 +222,19 @@ class Ledger(Generic[E]):
             key, desired, partition=partition, now=now, until=until, kind="new"
         )
 
+    def republish(self, key: str, slot: Slot[E], now: float) -> Outcome[E] | None:
+        """A published decision sent again: same content, a fresh lease.
+
+        For a redelivered detection: the table's changelog and the record on the
+        topic are separate sends, so a crash between them can leave the table
+        saying "published" for a record the topic never got.
+        """
+        if slot.status != "published" or now >= slot.until:
+            return None
+        return self._publish(
+            key, slot.entry, partition=slot.partition, now=now, until=slot.until, kind="refresh"
+        )
+
     def sweep(self, key: str, slot: Slot[E], now: float) -> Outcome[E] | None:
         """What time alone changes for a key: refresh, expiry, policy changes."""
         if slot.status in ("withdrawn", "expired"):

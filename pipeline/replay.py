@@ -16,10 +16,12 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
+from pipeline import log
 from pipeline.config import Settings
 from pipeline.errors import ServiceUnavailable
 from pipeline.kafka_io import (
     FORMAT_HEADER,
+    MAX_INPUT_RECORD_BYTES,
     check_broker,
     delivery_tracker,
     producer_config,
@@ -28,12 +30,19 @@ from pipeline.sources import lines, open_log, size_of
 
 #: Records acquired from the rate limiter at a time, so pacing costs little.
 _RATE_CHUNK = 100
+#: Room for the record batch framing around the largest record.
+_BATCH_OVERHEAD = 64 * 1024
+
+_log = log.get("replay")
 
 
 @dataclass
 class ReplayResult:
     records: int = 0
     files: int = 0
+    #: Records over MAX_INPUT_RECORD_BYTES, not sent; the first one's ``path:line``.
+    oversize: int = 0
+    first_oversize: str | None = None
 
 
 def replay(
@@ -54,7 +63,16 @@ def replay(
     """
     check_broker(settings)
     topic = topic or settings.topics.input
-    producer = Producer(producer_config(settings, **{"linger.ms": 50, "batch.size": 1_000_000}))
+    producer = Producer(
+        producer_config(
+            settings,
+            **{
+                "linger.ms": 50,
+                "batch.size": 1_000_000,
+                "message.max.bytes": MAX_INPUT_RECORD_BYTES + _BATCH_OVERHEAD,
+            },
+        )
+    )
     failures, on_delivery = delivery_tracker()
     headers = [(FORMAT_HEADER, fmt.encode())] if fmt else None
     limiter = None
@@ -80,7 +98,14 @@ def replay(
         for path in paths:
             task = bar.add_task(f"replay {path}", total=size_of(path))
             with open_log(path) as handle:
-                for _number, record in lines(handle):
+                for number, record in lines(handle):
+                    if len(record) > MAX_INPUT_RECORD_BYTES:
+                        # Kafka would refuse it: report it rather than stop the replay.
+                        result.oversize += 1
+                        where = f"{path}:{number}"
+                        result.first_oversize = result.first_oversize or where
+                        _log.warning("record_too_large", where=where, size=len(record))
+                        continue
                     if limiter is not None and result.records % chunk == 0:
                         limiter.try_acquire("replay", weight=chunk)
                     _produce(producer, topic, record, headers, on_delivery)
