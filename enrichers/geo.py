@@ -256,6 +256,9 @@ def open_db(path: Path, role: str) -> OpenDb:
             layout that does not carry what the role needs.
     """
     path = Path(path)
+    if path.exists() and not path.is_file():
+        # A FIFO or device would block the reader (or never end).
+        raise DataFileError(f"{role} database {path} is not a regular file")
     try:
         stamp = _stamp(path)
         reader = maxminddb.open_database(str(path), maxminddb.MODE_AUTO)

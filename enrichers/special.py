@@ -92,9 +92,15 @@ def special_v6(value: int) -> str | None:
 
 
 def embedded_v4(value: int) -> int | None:
-    """The IPv4 address inside an IPv4-mapped or NAT64 (64:ff9b::/96) address."""
+    """The IPv4 address inside an IPv4-mapped, NAT64 (64:ff9b::/96) or 6to4 address.
+
+    6to4 (2002::/16, RFC 3056) carries the IPv4 address in bits 16–47; without
+    unwrapping it, ``2002:a00:1::1`` would hide the private 10.0.0.1.
+    """
     if _MAPPED_LO <= value <= _MAPPED_HI or _NAT64_LO <= value <= _NAT64_HI:
         return value & 0xFFFFFFFF
+    if value >> 112 == 0x2002:
+        return (value >> 80) & 0xFFFFFFFF
 
     return None
 

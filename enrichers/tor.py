@@ -174,6 +174,8 @@ class _Snapshot:
 
 
 def _load(path: Path) -> _Snapshot:
+    if path.exists() and not path.is_file():
+        raise DataFileError(f"Tor list {path} is not a regular file")
     try:
         st = path.stat()
         with path.open("rb") as fh:

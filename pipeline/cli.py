@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -199,10 +200,22 @@ def _report_output(report: Any, as_json: bool, html_out: Path | None = None) -> 
         reports.render(report, Console())
 
 
+def _writable(ctx: click.Context, param: click.Parameter, value: Path | None) -> Path | None:
+    """Refuse an output path that cannot be written, before the work starts."""
+    if value is not None:
+        parent = value.parent if str(value.parent) else Path(".")
+        if not parent.is_dir():
+            raise click.BadParameter(f"directory {parent} does not exist", ctx, param)
+        if not os.access(parent, os.W_OK) or (value.exists() and not os.access(value, os.W_OK)):
+            raise click.BadParameter(f"{value} cannot be written", ctx, param)
+    return value
+
+
 _HTML = click.option(
     "--html",
     "html_out",
     type=_FILE,
+    callback=_writable,
     help="Write the report as one self-contained HTML page with charts.",
 )
 
@@ -218,8 +231,9 @@ def report(settings: Settings, as_json: bool, first: datetime | None, last: date
     from pipeline import report as reports
     from pipeline.store import RedisStore
 
+    days = _day_range(first, last)
     store = RedisStore.connect(settings.redis.url, settings.redis.prefix)
-    _report_output(reports.build(store, _date(first), _date(last)), as_json, html_out)
+    _report_output(reports.build(store, *days), as_json, html_out)
 
 
 @cli.command()
@@ -227,7 +241,7 @@ def report(settings: Settings, as_json: bool, first: datetime | None, last: date
 @click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON object.")
 @click.option("--from", "first", type=_DAY, help="First day of the report.")
 @click.option("--to", "last", type=_DAY, help="Last day of the report.")
-@click.option("--blocklist", "blocklist_out", type=_FILE, help="Also write the blocklist as JSON lines here.")
+@click.option("--blocklist", "blocklist_out", type=_FILE, callback=_writable, help="Also write the blocklist as JSON lines here.")
 @click.option("--format", "fmt", help="Log format of the input (default: auto).")
 @_HTML
 @_enrich_files
@@ -237,9 +251,10 @@ def scan(settings: Settings, files: tuple[str, ...], as_json: bool, first: datet
     from pipeline import report as reports
     from pipeline.scan import scan as run
 
+    days = _day_range(first, last)
     settings = _override(settings, formats__default=fmt, enrich__geoip_db=geoip_db, enrich__asn_db=asn_db, enrich__tor_exits=tor_exits)
     result = run(files, settings, fmt=fmt)
-    built = reports.build(result.store, _date(first), _date(last))
+    built = reports.build(result.store, *days)
     _report_output(built, as_json, html_out)
     if blocklist_out is not None:
         with blocklist_out.open("w") as out:
@@ -274,6 +289,14 @@ def _date(value: datetime | None) -> Any:
     return value.date() if value is not None else None
 
 
+def _day_range(first: datetime | None, last: datetime | None) -> tuple[Any, Any]:
+    if first is not None and last is not None and first > last:
+        raise click.BadParameter(
+            f"--from {first:%Y-%m-%d} is after --to {last:%Y-%m-%d}", param_hint="--from/--to"
+        )
+    return _date(first), _date(last)
+
+
 def main() -> None:
     """Entry point: every failure becomes one line on stderr and an exit status."""
     try:
@@ -304,3 +327,17 @@ def main() -> None:
         # The reader went away (l4s report | head): not an error of ours.
         sys.stderr.close()
         sys.exit(0)
+    except OSError as exc:
+        # Writing the output failed (a full disk, /dev/full), or a file vanished.
+        where = f" ({exc.filename})" if exc.filename else ""
+        click.echo(f"l4s: error: {exc.strerror or exc}{where}", err=True)
+        sys.exit(1)
+    except Exception as exc:
+        # A bug of ours: one line for the operator, the traceback for a report.
+        log.get("cli").debug("unexpected_error", exc_info=True)
+        click.echo(
+            f"l4s: internal error: {type(exc).__name__}: {str(exc)[:200]} "
+            "(run with --log-level debug for the traceback)",
+            err=True,
+        )
+        sys.exit(70)

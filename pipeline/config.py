@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import tomllib
+from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -28,6 +29,7 @@ from pydantic_settings import (
     PydanticBaseSettingsSource,
     SettingsConfigDict,
 )
+from pydantic_settings.exceptions import SettingsError
 
 from pipeline.errors import ConfigError
 from pipeline.formats.settings import FormatSettings
@@ -47,6 +49,15 @@ def _seconds(value: Any) -> Any:
 
 #: A duration: seconds, or ISO 8601 (``PT6H``).
 Duration = Annotated[timedelta, BeforeValidator(_seconds)]
+
+
+def _check_networks(value: list[str]) -> list[str]:
+    for item in value:
+        try:
+            ipaddress.ip_network(item, strict=False)
+        except ValueError:
+            raise ValueError(f"{item!r} is not an address or prefix") from None
+    return value
 
 
 class _Section(BaseModel):
@@ -86,6 +97,11 @@ class DetectSettings(_Section):
     max_wait_ms: int = Field(default=100, ge=1, le=10_000)
     #: Addresses or prefixes of proxies whose X-Forwarded-For is believed.
     trusted_proxies: list[str] = Field(default_factory=list)
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        return _check_networks(value)
 
 
 class EnrichSettings(_Section):
@@ -196,12 +212,7 @@ class BlocklistSettings(_Section):
     @field_validator("never_block")
     @classmethod
     def _networks(cls, value: list[str]) -> list[str]:
-        for item in value:
-            try:
-                ipaddress.ip_network(item, strict=False)
-            except ValueError:
-                raise ValueError(f"{item!r} is not an address or prefix") from None
-        return value
+        return _check_networks(value)
 
 
 class Settings(BaseSettings):
@@ -246,21 +257,53 @@ def load(path: str | os.PathLike[str] | None = None) -> Settings:
     data: dict[str, Any] = {}
     if path is not None:
         data = _read_toml(Path(path))
+    _check_environment(os.environ)
     try:
         return Settings(**data)
     except ValidationError as exc:
         raise ConfigError(_one_line(exc, path)) from None
+    except SettingsError as exc:
+        # A malformed value in an L4S_* variable (a list that is no JSON).
+        cause = f": {exc.__cause__}" if exc.__cause__ else ""
+        raise ConfigError(
+            f"{exc}{cause} (lists and tables in L4S_* variables are JSON, "
+            """e.g. L4S_DETECT__TRUSTED_PROXIES='["10.0.0.0/8"]')"""
+        ) from None
+
+
+def _check_environment(environ: Mapping[str, str]) -> None:
+    """Refuse ``L4S_<SECTION>__...`` variables naming no section.
+
+    The settings library ignores unknown variables; a typo such as
+    ``L4S_BLOCKLST__DRY_RUN=true`` would then silently leave dry-run off.
+    """
+    sections = {name.upper() for name in Settings.model_fields}
+    for name in environ:
+        if name.startswith("L4S_") and "__" in name:
+            section = name[4:].split("__", 1)[0]
+            if section not in sections:
+                known = ", ".join(sorted(s.lower() for s in sections))
+                raise ConfigError(
+                    f"environment variable {name} names no settings section ({known})"
+                )
+
+
+#: A config file larger than this is not a config file.
+_MAX_CONFIG_BYTES = 1 << 20
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
     try:
+        if not path.is_file():
+            what = "does not exist" if not path.exists() else "is not a regular file"
+            raise ConfigError(f"config file {path} {what}")
+        if path.stat().st_size > _MAX_CONFIG_BYTES:
+            raise ConfigError(f"config file {path} is over {_MAX_CONFIG_BYTES} bytes")
         with path.open("rb") as fh:
             return tomllib.load(fh)
-    except FileNotFoundError:
-        raise ConfigError(f"config file {path} does not exist") from None
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
-    except tomllib.TOMLDecodeError as exc:
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
 
 

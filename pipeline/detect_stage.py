@@ -279,11 +279,16 @@ class DetectStage:
             for lookup in fv.lookups
         )
         client = self.proxies.client(request.peer_ip, request.forwarded_for)
+        if client is None and not self.proxies.trusted(request.peer_ip or ""):
+            # Formats that log the client but no TCP peer (a CDN's client field).
+            client = request.client_ip
         return Detection(
             event_id=record.event_id,
             timestamp=timestamp,
             timestamp_source=source,  # type: ignore[arg-type]
-            source_ip=client or request.client_ip or "",
+            # A trusted proxy that names no usable client leaves the source
+            # unknown: counted, never blocked, never the proxy itself.
+            source_ip=client or "",
             peer_ip=request.peer_ip,
             format=request.format,
             method=_cut(request.method),

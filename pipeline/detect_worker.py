@@ -201,10 +201,15 @@ class DetectWorker:
         groups: list[_Group] = []
         current: _Group | None = None
         for message in messages:
-            if message.error() is not None:
-                if message.error().code() == KafkaError._PARTITION_EOF:
-                    continue
-                raise KafkaException(message.error())
+            error = message.error()
+            if error is not None:
+                if error.fatal():
+                    raise KafkaException(error)
+                if error.code() != KafkaError._PARTITION_EOF:
+                    # Transient trouble (a topic a broker does not know yet just
+                    # after its creation, a leader moving): librdkafka retries.
+                    _log.warning("consume_error", code=error.name(), reason=error.str())
+                continue
             partition = message.partition()
             headers = message.headers()
             fmt = _declared_format(headers) if headers else None
@@ -316,23 +321,31 @@ class DetectWorker:
         observe_batch(self.metrics, outcome, seconds, self.settings.formats.default)
 
     def _caught_up(self) -> bool:
-        """True when every assigned partition is read to its end."""
-        assignment = self.consumer.assignment()
-        if not assignment:
-            return True
+        """True when every partition of the input is read to its end.
+
+        Partitions this worker does not own count too: a member that died keeps
+        its partitions until its session times out, and idling out before then
+        would leave them unread. Their progress is the group's committed offset.
+        """
+        topic = self.settings.topics.input
         try:
-            positions = self.consumer.position(assignment)
-            # A partition taken over already drained has no position until a
-            # message arrives; its committed offset says where reading resumes.
+            metadata = self.consumer.list_topics(topic, timeout=5).topics.get(topic)
+            if metadata is None or metadata.error is not None:
+                return False
+            everything = [TopicPartition(topic, p) for p in metadata.partitions]
             committed = {
-                (tp.topic, tp.partition): tp.offset
-                for tp in self.consumer.committed(assignment, timeout=5)
+                tp.partition: tp.offset for tp in self.consumer.committed(everything, timeout=5)
             }
-            for tp in positions:
+            owned = {
+                tp.partition: tp.offset
+                for tp in self.consumer.position(self.consumer.assignment())
+                if tp.topic == topic
+            }
+            for tp in everything:
                 low, high = self.consumer.get_watermark_offsets(tp, timeout=5)
-                position = tp.offset
+                position = owned.get(tp.partition, -1)
                 if position < 0:
-                    position = committed.get((tp.topic, tp.partition), -1)
+                    position = committed.get(tp.partition, -1)
                 if position < 0:
                     position = low
                 if position < high:

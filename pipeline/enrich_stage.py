@@ -92,7 +92,9 @@ class EnrichStage:
         self.tor = tor
         self.classifier = classifier
         self.model = model
-        self.policy = BlockPolicy(settings.blocklist)
+        # The operator's own proxies are never blocked, nor a prefix around them.
+        protected = [*settings.blocklist.never_block, *settings.detect.trusted_proxies]
+        self.policy = BlockPolicy(settings.blocklist.model_copy(update={"never_block": protected}))
         self.zone: tzinfo = ZoneInfo(settings.timezone)
 
     @classmethod

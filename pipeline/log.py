@@ -38,7 +38,12 @@ def configure(level: str = "info", fmt: str = "auto") -> None:
     # Libraries (faust, aiokafka, mode) log through the standard library.
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(
-        structlog.stdlib.ProcessorFormatter(processors=[*shared, renderer], foreign_pre_chain=shared)
+        structlog.stdlib.ProcessorFormatter(
+            # Library records (librdkafka, aiokafka, faust): drop the formatter's
+            # own bookkeeping keys before rendering.
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+            foreign_pre_chain=[*shared, structlog.stdlib.add_logger_name],
+        )
     )
     root = logging.getLogger()
     root.handlers[:] = [handler]

@@ -23,7 +23,7 @@ from typing import Any, Protocol
 import msgspec
 import redis
 
-from pipeline.errors import ServiceUnavailable
+from pipeline.errors import ConfigError, ServiceUnavailable
 
 #: Counter names of the totals hash.
 TOTAL_FIELDS = ("lines", "parsed", "dead_letters", "prefiltered", "attacks", "inert")
@@ -228,7 +228,10 @@ class RedisStore:
     @classmethod
     def connect(cls, url: str, prefix: str = "l4s", dedup_days: int = 35) -> RedisStore:
         """Connect and check the server answers, or raise :class:`ServiceUnavailable`."""
-        client = redis.Redis.from_url(url, socket_connect_timeout=5, socket_timeout=30)
+        try:
+            client = redis.Redis.from_url(url, socket_connect_timeout=5, socket_timeout=30)
+        except ValueError as exc:
+            raise ConfigError(f"invalid Redis URL {url!r}: {exc}") from None
         try:
             client.ping()
         except redis.RedisError as exc:

@@ -129,10 +129,10 @@ class TrustedProxies:
     The chain is believed only hop by hop from the right while each hop is a
     configured proxy: the client is the right-most address that is not one.
     A header from an untrusted peer is ignored, so it can never choose the
-    address that reaches the blocklist. When the right-most untrusted hop is not
-    an address (``unknown``, ``_hidden``, garbage), the client cannot be known
-    and the answer is None: naming the proxy instead would block the operator's
-    own infrastructure.
+    address that reaches the blocklist. When a trusted peer names no client (no
+    chain) or the right-most untrusted hop is not an address (``unknown``,
+    ``_hidden``, garbage), the client cannot be known and the answer is None:
+    naming the proxy instead would block the operator's own infrastructure.
 
     Args:
         networks: addresses or prefixes of the operator's own proxies.
@@ -158,6 +158,8 @@ class TrustedProxies:
         address = valid_ip(peer)
         if address is None or not self._networks or not self.trusted(address):
             return address
+        if not chain:
+            return None
         for hop in reversed(chain):
             address = valid_ip(hop)
             if address is None:

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from detectors import analyze
 from enrichers.special import special_v4
+from pipeline.formats.combined import CombinedParser
 
 REPO = Path(__file__).resolve().parents[2]
 DEMO = REPO / "samples" / "demo"
@@ -175,7 +176,10 @@ def write_fault_workload(
         1000
     """
     rng = random.Random(seed)
-    benign = (DEMO / "apache_logs").read_bytes().splitlines()
+    # Line 8,899 of the real sample is cut inside its User-Agent: leave it out,
+    # so that the garbage written here is exactly what is dead-lettered.
+    parser = CombinedParser()
+    benign = [line for line in (DEMO / "apache_logs").read_bytes().splitlines() if parser.looks_like(line)]
     payloads = attack_payloads()
     addresses = public_addresses(sources, rng)
     special = set(rng.sample(range(lines), attacks + garbage))
