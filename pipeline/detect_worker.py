@@ -64,11 +64,20 @@ class _Group:
     values: list[bytes] = field(default_factory=list)
 
 
-def _declared_format(headers: list[tuple[str, bytes]]) -> str | None:
-    for name, value in headers:
+def _declared_format(
+    headers: list[tuple[str, str | bytes | None]] | dict[str, str | bytes | None],
+) -> str | None:
+    pairs = headers.items() if isinstance(headers, dict) else headers
+    for name, value in pairs:
         if name == FORMAT_HEADER and value:
-            return value.decode("ascii", "replace")
+            return value.decode("ascii", "replace") if isinstance(value, bytes) else value
     return None
+
+
+def _offset(message: Message) -> int:
+    """The offset of a consumed message (librdkafka always sets one)."""
+    offset = message.offset()
+    return offset if offset is not None else -1
 
 
 class DeliveryFailed(ServiceUnavailable):
@@ -152,8 +161,8 @@ class DetectWorker:
             # event id) but never count them twice.
             high_water = self._known_high_water(group.stream)
             split = 0
-            if group.messages[0].offset() <= high_water:
-                offsets = [m.offset() for m in group.messages]
+            if _offset(group.messages[0]) <= high_water:
+                offsets = [_offset(m) for m in group.messages]
                 split = bisect.bisect_right(offsets, high_water)
             if split:
                 self._process(group, 0, split, replayed)
@@ -176,9 +185,9 @@ class DetectWorker:
             message = messages[i]
             kind, stamp = message.timestamp()
             broker_time = stamp / 1000 if kind else None
-            return RawRecord(values[i], stream, message.offset(), broker_time, fmt, topic=topic)
+            return RawRecord(values[i], stream, _offset(message), broker_time, fmt, topic=topic)
 
-        last = max(out.last_seq.get(stream, -1), messages[-1].offset())
+        last = max(out.last_seq.get(stream, -1), _offset(messages[-1]))
         joined = b"\n".join(values)
         if joined.count(b"\n") != len(values) - 1:
             # A record holding a newline (a multi-line format): record by record.
@@ -214,8 +223,8 @@ class DetectWorker:
             headers = message.headers()
             fmt = _declared_format(headers) if headers else None
             if current is None or partition != current.partition or fmt != current.format:
-                topic = message.topic()
-                current = _Group(f"{topic}/{partition}", topic, partition, fmt)
+                topic = message.topic() or ""
+                current = _Group(f"{topic}/{partition}", topic, partition or 0, fmt)
                 groups.append(current)
             current.messages.append(message)
             current.values.append(message.value() or b"")
@@ -264,6 +273,13 @@ class DetectWorker:
     def _count(self, outcome: BatchOutcome) -> None:
         # One round trip for the batch; each partition's counts are guarded by
         # that partition's high-water mark inside Redis.
+        # XXX(#6): the guard compares the batch's last offset only. A worker that
+        # overran max.poll.interval and lost its partitions mid-batch can still
+        # count that batch; if its count lands after the new owner read the mark
+        # and before the new owner counts an overlapping batch, the overlap is
+        # counted twice. Not seen in the fault tests; closing it needs the
+        # script to refuse a batch starting at or below the mark and the worker
+        # to recount the part above it.
         items = [
             (stream, outcome.last_seq[stream], outcome.line_counts(stream))
             for stream in outcome.by_stream
@@ -312,7 +328,7 @@ class DetectWorker:
         latest: dict[tuple[str, int], int] = {}
         for group in groups:
             key = (group.topic, group.partition)
-            latest[key] = max(latest.get(key, -1), group.messages[-1].offset())
+            latest[key] = max(latest.get(key, -1), _offset(group.messages[-1]))
         self.consumer.store_offsets(
             offsets=[TopicPartition(t, p, o + 1) for (t, p), o in latest.items()]
         )

@@ -65,7 +65,7 @@ def contiguous_consumer(base: type[Any], topic: str) -> type[Any]:
     then seeks back so that they are delivered again.
     """
 
-    class ContiguousConsumer(base):  # type: ignore[misc, valid-type]
+    class ContiguousConsumer(base):  # type: ignore[misc]
         async def _add_gap(self, tp: Any, offset_from: int, offset_to: int) -> None:
             if tp.topic != topic:
                 await super()._add_gap(tp, offset_from, offset_to)
@@ -133,13 +133,13 @@ class EnrichWorker:
         # Faust treats a jump in offsets as a hole in the log and commits over it;
         # in l4s's topics a jump means records Faust dropped (see
         # _refetch_dropped), so commits must stop there instead.
-        app.transport.Consumer = contiguous_consumer(
-            app.transport.Consumer, s.topics.detections
+        consumer_class = contiguous_consumer(app.transport.Consumer, s.topics.detections)
+        setattr(app.transport, "Consumer", consumer_class)  # noqa: B010 - a class attribute
+        detections = app.topic(s.topics.detections, key_serializer="raw", value_serializer="raw")
+        self.events_topic = app.topic(s.topics.events, key_serializer="raw", value_serializer="raw")
+        self.dead_letter_topic = app.topic(
+            s.topics.dead_letter, key_serializer="raw", value_serializer="raw"
         )
-        raw = {"key_serializer": "raw", "value_serializer": "raw"}
-        detections = app.topic(s.topics.detections, **raw)
-        self.events_topic = app.topic(s.topics.events, **raw)
-        self.dead_letter_topic = app.topic(s.topics.dead_letter, **raw)
         # Per source: the blocklist record last published and its lifecycle, so a
         # redelivered or unchanged detection does not publish again; refreshed,
         # expired and withdrawn by the publisher's timer. Recovered from changelogs.
@@ -168,7 +168,7 @@ class EnrichWorker:
         async def summary_timer() -> None:
             await self._refresh_summary()
 
-        @app.timer(_STUCK_CHECK_SECONDS)
+        @app.timer(_STUCK_CHECK_SECONDS)  # type: ignore[untyped-decorator]
         async def stuck_commit_check() -> None:
             await self._refetch_dropped(app)
 
