@@ -205,7 +205,7 @@ def _writable(ctx: click.Context, param: click.Parameter, value: Path | None) ->
     if value is not None:
         parent = value.parent if str(value.parent) else Path(".")
         if not parent.is_dir():
-            raise click.BadParameter(f"directory {parent} does not exist", ctx, param)
+            raise click.BadParameter(f"{value}: directory {parent} does not exist", ctx, param)
         if not os.access(parent, os.W_OK) or (value.exists() and not os.access(value, os.W_OK)):
             raise click.BadParameter(f"{value} cannot be written", ctx, param)
     return value

@@ -52,7 +52,7 @@ class FormatSettings(BaseModel):
     apache: dict[str, str] = Field(default_factory=dict)
     json_mappings: dict[str, Path] = Field(default_factory=dict)
     timezone: str = "UTC"
-    bad_timestamp: Literal["dead_letter", "broker"] = "dead_letter"
+    bad_timestamp: Literal["dead_letter", "broker"] = "broker"
     max_future_seconds: float = Field(default=86_400.0, ge=0)
     w3c_fields: list[str] = Field(default_factory=list)
     cloudfront_fields: list[str] = Field(default_factory=list)

@@ -282,9 +282,10 @@ def test_zeek_tsv_sample_parses_exactly_with_masked_time_as_absent() -> None:
     ) == ("1.1", "curl/7.58.0", 200, 550)
 
 
-def test_zeek_tsv_masked_time_is_dead_lettered_by_default() -> None:
+def test_zeek_tsv_masked_time_is_dead_lettered_when_so_configured() -> None:
     path = REAL / "corelight-cve-2021-44228/http_log4j_notice_baseline.log"
-    parser = FormatRouter().parser("zeek_tsv")
+    settings = FormatSettings(bad_timestamp="dead_letter")
+    parser = FormatRouter(settings=settings).parser("zeek_tsv")
     records = lines(path)
     for line in records[:-2]:
         assert parser.parse(line) is None

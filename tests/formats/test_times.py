@@ -11,7 +11,7 @@ from pipeline.formats import FormatRouter
 from pipeline.formats.settings import FormatSettings
 from pipeline.formats.times import Clock
 
-STRICT = Clock(FormatSettings())
+STRICT = Clock(FormatSettings(bad_timestamp="dead_letter"))
 LENIENT = Clock(FormatSettings(bad_timestamp="broker"))
 T = 1639146338.0  # 2021-12-10T14:25:38Z
 
@@ -83,7 +83,7 @@ def test_absent_time_is_none_for_the_broker_substitute(value: str | None) -> Non
         "1" * 200,
     ],
 )
-def test_unreadable_or_out_of_range_time_is_poison_by_default(value: str) -> None:
+def test_unreadable_or_out_of_range_time_is_poison_when_dead_lettering(value: str) -> None:
     with pytest.raises(PoisonRecord) as caught:
         STRICT.iso(value)
 
@@ -105,13 +105,22 @@ def test_wrong_json_types_for_a_time_are_poison(value: object) -> None:
         STRICT.epoch(value)
 
 
-def test_year_9999_access_log_time_is_poison() -> None:
+def test_year_9999_access_log_time_is_poison_when_dead_lettering() -> None:
     line = b'203.0.113.9 - - [31/Dec/9999:23:59:59 +0000] "GET / HTTP/1.1" 200 1'
+    router = FormatRouter(settings=FormatSettings(bad_timestamp="dead_letter"))
 
     with pytest.raises(PoisonRecord) as caught:
-        FormatRouter().parser("combined").parse(line)
+        router.parser("combined").parse(line)
 
     assert caught.value.reason == "bad_timestamp"
+
+
+def test_year_9999_access_log_time_is_absent_by_default() -> None:
+    line = b'203.0.113.9 - - [31/Dec/9999:23:59:59 +0000] "GET / HTTP/1.1" 200 1'
+
+    request = FormatRouter().parser("combined").parse(line)
+
+    assert request is not None and request.timestamp is None
 
 
 def test_cloudflare_unix_nano_timestamps_are_read() -> None:

@@ -34,10 +34,14 @@ def one(raw: bytes) -> tuple[list[str], list[Detection]]:
     "when",
     ["31/Dec/9999:23:59:59 -1400", "01/Jan/0001:00:00:00 +1400"],
 )
-def test_access_log_time_outside_the_calendar_is_a_bad_timestamp(when: str) -> None:
+def test_access_log_time_outside_the_calendar_falls_back_and_keeps_the_attack(
+    when: str,
+) -> None:
     request = '"GET /${jndi:ldap://a.example/x} HTTP/1.1" 200 5 "-" "x"'
     line = f"198.51.100.7 - - [{when}] {request}"
-    assert one(line.encode()) == (["bad_timestamp"], [])
+    dead, detections = one(line.encode())
+    assert dead == []
+    assert [d.timestamp_source for d in detections] == ["ingest"]
 
 
 @pytest.mark.parametrize(
