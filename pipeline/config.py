@@ -109,6 +109,18 @@ class EnrichSettings(_Section):
     geoip_db: Path | None = None
     asn_db: Path | None = None
     tor_exits: Path | None = None
+    #: Seconds between checks for replaced database and exit-list files.
+    reload_seconds: float = Field(default=30.0, gt=0)
+    #: Fetch the Tor exit list (``data.tor.url``) into ``tor_exits`` this often;
+    #: None leaves it to ``l4s data update tor`` (cron, a Kubernetes CronJob).
+    tor_refresh_hours: float | None = Field(default=None, gt=0)
+    #: Forward-confirmed reverse DNS of sources already rated (never of a host
+    #: named in a payload); off by default.
+    reverse_dns: bool = False
+    #: An AbuseIPDB-style reputation score for rated sources; off without a key.
+    reputation_key: SecretStr | None = None
+    reputation_url: str = "https://api.abuseipdb.com"
+    reputation_per_minute: int = Field(default=30, ge=1)
 
 
 #: The Tor Project's bulk exit list.

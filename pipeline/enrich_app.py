@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import faust
+import httpx
 import msgspec
 import redis
 from tenacity import (
@@ -34,6 +35,7 @@ from pipeline import events, log
 from pipeline.blocklist import LEVELS, BlocklistEntry, level_at_least
 from pipeline.blocklist_app import BlocklistPublisher
 from pipeline.config import Settings
+from pipeline.datafetch import Download, DownloadError, fetch, validate_tor
 from pipeline.ecs import event_document
 from pipeline.enrich_stage import EnrichStage, Handled
 from pipeline.errors import PoisonRecord
@@ -167,6 +169,21 @@ class EnrichWorker:
         @app.timer(_SUMMARY_INTERVAL)  # type: ignore[untyped-decorator]
         async def summary_timer() -> None:
             await self._refresh_summary()
+
+        @app.timer(s.enrich.reload_seconds)  # type: ignore[untyped-decorator]
+        async def reload_data() -> None:
+            # A file replaced by `l4s data update` (renamed over) is picked up
+            # here; the readers themselves stay open until then.
+            loop = asyncio.get_running_loop()
+            if await loop.run_in_executor(None, self.stage.reload_data):
+                _log.info("enrichment_data_reloaded")
+
+        if s.enrich.tor_refresh_hours and s.enrich.tor_exits is not None:
+
+            @app.timer(s.enrich.tor_refresh_hours * 3600)  # type: ignore[untyped-decorator]
+            async def refresh_tor() -> None:
+                loop = asyncio.get_running_loop()
+                await loop.run_in_executor(None, self._refresh_tor)
 
         @app.timer(_STUCK_CHECK_SECONDS)  # type: ignore[untyped-decorator]
         async def stuck_commit_check() -> None:
@@ -358,6 +375,9 @@ class EnrichWorker:
             self._suspect.pop(tp, None)
             await consumer.seek(tp, committed)
 
+    def _refresh_tor(self) -> None:
+        refresh_tor_list(self.settings)
+
     async def _maybe_stop(self, app: faust.App) -> None:
         if self.stop_when_idle is None or app.rebalancing:
             return
@@ -446,3 +466,23 @@ def observe_data(metrics: Metrics, stage: EnrichStage, seen: list[int]) -> None:
 def _epoch(stamp: str) -> float:
     parsed = datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
     return parsed.timestamp()
+
+
+def refresh_tor_list(settings: Settings) -> bool:
+    """Fetch the Tor exit list into ``enrich.tor_exits``; False on failure.
+
+    On failure the last good copy stays: the list ages, the stale-data alert
+    fires, nothing stops.
+    """
+    dest = settings.enrich.tor_exits
+    if dest is None:
+        return False
+    item = Download(url=settings.data.tor.url, dest=dest)
+    try:
+        with httpx.Client(timeout=settings.data.timeout) as client:
+            result = fetch(item, validate_tor, client=client, attempts=settings.data.retries)
+    except DownloadError as exc:
+        _log.warning("tor_refresh_failed", error=str(exc))
+        return False
+    _log.info("tor_list_refreshed", status=result.status)
+    return True

@@ -8,20 +8,27 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import tzinfo
 from zoneinfo import ZoneInfo
 
+import msgspec
+
 from enrichers.classify import NetworkClassifier, SourceKind, possibly_compromised
 from enrichers.geo import GeoIndex, GeoRecord
+from enrichers.rdns import ForwardConfirmedReverseDns, NoReverseDns, ReverseDns
+from enrichers.reputation import AbuseIpDbReputation, NoReputation, ReputationSource
 from enrichers.threat import Evidence, Rating, ThreatModel
 from enrichers.tor import TorExitList
+from pipeline import log
 from pipeline.blocklist import BlocklistEntry, BlockPolicy
 from pipeline.config import Settings
 from pipeline.detect_stage import plausible_event_time
-from pipeline.errors import PoisonRecord
+from pipeline.errors import EnricherUnavailable, PoisonRecord
 from pipeline.events import Detection
 from pipeline.store import DetectionFacts, SourceAggregate, Store, day_of
+
+_log = log.get("enrich")
 
 #: Technique tags that describe the payload's target or the engine, not an effort
 #: to hide the lookup; every other tag counts as obfuscation evidence.
@@ -87,11 +94,16 @@ class EnrichStage:
         tor: TorExitList | None,
         classifier: NetworkClassifier,
         model: ThreatModel,
+        *,
+        rdns: ReverseDns | None = None,
+        reputation: ReputationSource | None = None,
     ) -> None:
         self.geo = geo
         self.tor = tor
         self.classifier = classifier
         self.model = model
+        self.rdns: ReverseDns = rdns or NoReverseDns()
+        self.reputation: ReputationSource = reputation or NoReputation()
         # The operator's own proxies are never blocked, nor a prefix around them.
         protected = [*settings.blocklist.never_block, *settings.detect.trusted_proxies]
         self.policy = BlockPolicy(settings.blocklist.model_copy(update={"never_block": protected}))
@@ -102,12 +114,22 @@ class EnrichStage:
         """Open the configured data files; :class:`DataFileError` names a bad one."""
         e = settings.enrich
         tor = TorExitList.from_file(e.tor_exits) if e.tor_exits else None
+        rdns = ForwardConfirmedReverseDns() if e.reverse_dns else None
+        reputation = None
+        if e.reputation_key is not None:
+            reputation = AbuseIpDbReputation(
+                e.reputation_key.get_secret_value(),
+                base_url=e.reputation_url,
+                per_minute=e.reputation_per_minute,
+            )
         return cls(
             settings,
             GeoIndex(e.geoip_db, e.asn_db),
             tor,
             NetworkClassifier.default(),
             ThreatModel.default(),
+            rdns=rdns,
+            reputation=reputation,
         )
 
     def enrich(self, detection: Detection) -> Enriched:
@@ -127,7 +149,12 @@ class EnrichStage:
         ip = detection.source_ip
         if not ip:
             return Handled(enriched, aggregate, None, None)
-        rating = self.model.rate(self._evidence(enriched, aggregate))
+        enriched = self._with_reverse_name(enriched, store)
+        evidence = self._evidence(enriched, aggregate)
+        reputation = self._reputation(ip)
+        if reputation is not None:
+            evidence = msgspec.structs.replace(evidence, reputation=reputation)
+        rating = self.model.rate(evidence)
         entry, withheld = self._decide(enriched, aggregate, rating, now)
         store.set_rating(
             ip,
@@ -140,6 +167,38 @@ class EnrichStage:
             },
         )
         return Handled(enriched, aggregate, rating, entry, withheld)
+
+    def reload_data(self) -> bool:
+        """Pick up replaced database and exit-list files; True when any changed."""
+        changed = self.geo.reload_if_changed()
+        if self.tor is not None:
+            changed = self.tor.reload_if_changed() or changed
+        return changed
+
+    def _with_reverse_name(self, enriched: Enriched, store: Store) -> Enriched:
+        # Only sources already counted get here, so a name is looked up once per
+        # rated source (the resolver caches), never per line and never for a
+        # host named in a payload.
+        hostname = self.rdns.name_of(enriched.detection.source_ip)
+        if hostname is None:
+            return enriched
+        d, geo = enriched.detection, enriched.geo
+        source = self.classifier.classify(
+            geo,
+            tor=enriched.tor,
+            oob_domains=tuple(f.host for f in d.findings if f.oob),
+            hostname=hostname,
+        )
+        store.set_rating(d.source_ip, {"hostname": hostname, "kind": source.kind})
+        return replace(enriched, source=source, compromised=possibly_compromised(source, geo))
+
+    def _reputation(self, ip: str) -> float | None:
+        try:
+            return self.reputation.score(ip)
+        except EnricherUnavailable as exc:
+            # Rated without it; the next decision asks again.
+            _log.info("reputation_unavailable", error=str(exc))
+            return None
 
     def _facts(self, enriched: Enriched) -> DetectionFacts:
         d, geo, source = enriched.detection, enriched.geo, enriched.source
