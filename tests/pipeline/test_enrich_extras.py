@@ -112,7 +112,9 @@ def test_a_bad_reputation_raises_the_rating() -> None:
 
 
 def test_the_tor_list_refresh_writes_the_file_and_keeps_it_on_failure(
-    http_server: LocalServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    http_server: LocalServer,  # noqa: F811 - the fixture imported above
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     http_server.routes["/exits"] = Route(body=(TOR / "bulk.txt").read_bytes())
     target = tmp_path / "tor-exits.txt"
